@@ -1,0 +1,143 @@
+"""Preference-data schemas, validation and conversion to/from Hugging Face datasets.
+
+Column names follow TRL so that data moves between prefkit and TRL unchanged:
+
+- pairwise: ``prompt``, ``chosen``, ``rejected`` (strings or lists of token ids), optional ``strength`` in [0, 1],
+  the probability that ``chosen`` beats ``rejected`` (a soft label; 1 means a hard preference);
+- listwise: ``prompt``, ``responses`` (K >= 2), ``scores`` (K finite floats, higher is better).
+
+Every check raises :class:`PreferenceDataError` naming the row index and the field, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+PAIRWISE_FIELDS = ("prompt", "chosen", "rejected")
+LISTWISE_FIELDS = ("prompt", "responses", "scores")
+
+
+class PreferenceDataError(ValueError):
+    """Bad preference data; ``row`` and ``field`` say where."""
+
+    def __init__(self, row: int | None, field: str | None, message: str):
+        self.row, self.field = row, field
+        where = ", ".join(
+            p for p in (f"row {row}" if row is not None else "", f"field {field!r}" if field else "") if p
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+def _check_text(row: int, field: str, value: Any, allow_empty: bool = False) -> None:
+    """A text field is a non-empty string or a non-empty list of int token ids."""
+    if isinstance(value, str):
+        if not allow_empty and not value.strip():
+            raise PreferenceDataError(row, field, "is empty")
+        return
+    if isinstance(value, Sequence) and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        if not allow_empty and len(value) == 0:
+            raise PreferenceDataError(row, field, "is an empty list of token ids")
+        return
+    raise PreferenceDataError(row, field, f"must be a string or a list of token ids, got {type(value).__name__}")
+
+
+def _check_number(row: int, field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PreferenceDataError(row, field, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise PreferenceDataError(row, field, f"must be finite, got {value}")
+    return float(value)
+
+
+def _require(row: int, example: Any, fields: Sequence[str]) -> None:
+    if not isinstance(example, Mapping):
+        raise PreferenceDataError(row, None, f"must be a mapping of fields, got {type(example).__name__}")
+    for f in fields:
+        if f not in example:
+            raise PreferenceDataError(row, f, f"is missing (row has {sorted(example)})")
+
+
+def validate_pairwise(rows: Iterable[Mapping[str, Any]], allow_identical: bool = False) -> list[dict]:
+    """Check pairwise rows and return them as a list of plain dicts.
+
+    ``chosen == rejected`` is refused unless ``allow_identical``: such a pair carries no preference and its DPO
+    gradient is exactly zero.
+    """
+    out = []
+    for i, ex in enumerate(rows):
+        _require(i, ex, PAIRWISE_FIELDS)
+        for f in PAIRWISE_FIELDS:
+            _check_text(i, f, ex[f], allow_empty=(f == "prompt"))
+        if not allow_identical and list(ex["chosen"]) == list(ex["rejected"]):
+            raise PreferenceDataError(i, "rejected", "is identical to 'chosen' (a tie is not a preference)")
+        row = dict(ex)
+        if "strength" in ex and ex["strength"] is not None:
+            s = _check_number(i, "strength", ex["strength"])
+            if not 0.0 <= s <= 1.0:
+                raise PreferenceDataError(i, "strength", f"must lie in [0, 1], got {s}")
+            row["strength"] = s
+        out.append(row)
+    if not out:
+        raise PreferenceDataError(None, None, "no rows")
+    return out
+
+
+def validate_listwise(rows: Iterable[Mapping[str, Any]], allow_ties: bool = True) -> list[dict]:
+    """Check listwise rows: K >= 2 responses, one finite score each, ties only where ``allow_ties``."""
+    out = []
+    for i, ex in enumerate(rows):
+        _require(i, ex, LISTWISE_FIELDS)
+        _check_text(i, "prompt", ex["prompt"], allow_empty=True)
+        responses, scores = ex["responses"], ex["scores"]
+        if isinstance(responses, str) or not isinstance(responses, Sequence):
+            raise PreferenceDataError(i, "responses", "must be a list of responses")
+        if isinstance(scores, str) or not isinstance(scores, Sequence):
+            raise PreferenceDataError(i, "scores", "must be a list of numbers")
+        if len(responses) < 2:
+            raise PreferenceDataError(i, "responses", f"needs at least 2 responses, got {len(responses)}")
+        if len(scores) != len(responses):
+            raise PreferenceDataError(i, "scores", f"has {len(scores)} scores for {len(responses)} responses")
+        for k, r in enumerate(responses):
+            _check_text(i, f"responses[{k}]", r)
+        fs = [_check_number(i, f"scores[{k}]", s) for k, s in enumerate(scores)]
+        if not allow_ties and len(set(fs)) < len(fs):
+            raise PreferenceDataError(i, "scores", f"has ties ({fs}) and this loss does not allow them")
+        out.append({**ex, "scores": fs})
+    if not out:
+        raise PreferenceDataError(None, None, "no rows")
+    return out
+
+
+def listwise_to_pairwise(rows: Iterable[Mapping[str, Any]], how: str = "all") -> list[dict]:
+    """Expand ranked lists into pairs: ``how="all"`` (every untied pair) or ``"best_worst"``."""
+    pairs = []
+    for ex in validate_listwise(rows):
+        order = sorted(range(len(ex["scores"])), key=lambda k: -ex["scores"][k])
+        if how == "best_worst":
+            idx = [(order[0], order[-1])] if ex["scores"][order[0]] > ex["scores"][order[-1]] else []
+        elif how == "all":
+            idx = [(a, b) for n, a in enumerate(order) for b in order[n + 1 :] if ex["scores"][a] > ex["scores"][b]]
+        else:
+            raise ValueError(f"how must be 'all' or 'best_worst', got {how!r}")
+        pairs += [
+            {"prompt": ex["prompt"], "chosen": ex["responses"][a], "rejected": ex["responses"][b]} for a, b in idx
+        ]
+    return pairs
+
+
+def to_hf_dataset(rows: Iterable[Mapping[str, Any]], kind: str = "pairwise"):
+    """Validated rows -> ``datasets.Dataset`` with TRL's column names (what ``DPOTrainer`` expects)."""
+    import datasets
+
+    check = {"pairwise": validate_pairwise, "listwise": validate_listwise}
+    if kind not in check:
+        raise ValueError(f"kind must be one of {sorted(check)}, got {kind!r}")
+    return datasets.Dataset.from_list(check[kind](rows))
+
+
+def from_hf_dataset(ds, kind: str = "pairwise") -> list[dict]:
+    """A ``datasets.Dataset`` (e.g. one prepared for TRL) -> validated prefkit rows."""
+    rows = [dict(r) for r in ds]
+    return validate_pairwise(rows) if kind == "pairwise" else validate_listwise(rows)

@@ -1,0 +1,223 @@
+"""Models: tiny Llama-style decoders for the offline worlds, the Hugging Face 4-bit + LoRA loader, references.
+
+Two profiles share one code path:
+
+- ``toy``: :func:`tiny_llama` builds a ~0.3-1M parameter ``LlamaForCausalLM`` from scratch for a world's tokenizer;
+- ``hf``: :func:`load_lm` loads any causal LM id or local folder, optionally in 4-bit NF4 (bitsandbytes) with LoRA
+  adapters (peft).
+
+The reference policy π_ref is one of: the same base with the LoRA adapters disabled (no extra memory), a frozen
+deep copy, or log-probs precomputed once and cached (:class:`Reference`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .logps import sequence_logps
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def cache_dir() -> Path:
+    """Where trained toy bases and cached reference log-probs live (``PREFKIT_CACHE``, default ``~/.cache/prefkit``)."""
+    return Path(os.environ.get("PREFKIT_CACHE", Path.home() / ".cache" / "prefkit"))
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (configs, data)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TinyLlamaConfig:
+    hidden_size: int = 128
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    intermediate_size: int = 256
+    max_position_embeddings: int = 128
+    tie_word_embeddings: bool = False
+
+
+def tiny_llama(tokenizer, config: TinyLlamaConfig | None = None, seed: int = 0):
+    """A from-scratch ``LlamaForCausalLM`` sized for ``tokenizer``; parameters initialised from ``seed``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = config or TinyLlamaConfig()
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_attention_heads,
+        max_position_embeddings=c.max_position_embeddings,
+        tie_word_embeddings=c.tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class LoraSpec:
+    r: int = 16  # QLoRA (Dettmers et al. 2023) uses r = 64 on all linear layers; 16 is the common smaller default
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = field(default_factory=lambda: "all-linear")
+
+
+def bnb_4bit_config(device: torch.device):
+    """NF4 with double quantisation; compute in bf16 on CUDA and fp32 on CPU."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
+    )
+
+
+def load_lm(
+    name_or_path: str,
+    quantize: str | None = "4bit",
+    lora: LoraSpec | None = None,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load a causal LM and its tokenizer, optionally in 4-bit NF4 with LoRA adapters. Returns ``(model, tokenizer)``.
+
+    ``quantize``: ``"4bit"`` or ``None``. ``dtype``: defaults to bf16 on CUDA and fp32 on CPU; fp16 is refused for
+    training (its narrow range overflows DPO's log-ratio sums). Weights load from safetensors only, and remote code
+    runs only when ``trust_remote_code=True`` is passed.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    if quantize not in (None, "4bit"):
+        raise ValueError(f"quantize must be '4bit' or None, got {quantize!r}")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if dtype == torch.float16:
+        raise ValueError("fp16 training is not supported: use bfloat16 (GPU) or float32 (CPU)")
+    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    kw: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": trust_remote_code}
+    if quantize == "4bit":
+        kw["quantization_config"] = bnb_4bit_config(dev)
+        kw["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
+    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+    if quantize is None:
+        model.to(dev)
+    if lora is not None:
+        model = add_lora(model, lora, quantized=quantize == "4bit")
+    return model, tok
+
+
+def add_lora(model, spec: LoraSpec | None = None, quantized: bool = False):
+    """Wrap ``model`` with fresh LoRA adapters (B = 0, so the wrapped model equals the base at step 0)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    spec = spec or LoraSpec()
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    cfg = LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=spec.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, cfg)
+
+
+def quantize_4bit(model, save_dir: str | os.PathLike, tokenizer, lora: LoraSpec | None = None, device: str = "auto"):
+    """Save ``model`` to ``save_dir`` (safetensors) and load it back through :func:`load_lm` in 4-bit (+ LoRA).
+
+    This is exactly the ``hf`` profile's path, applied to a toy model: QLoRA on a base we trained ourselves.
+    """
+    model.save_pretrained(save_dir, safe_serialization=True)
+    tokenizer.save_pretrained(save_dir)
+    return load_lm(str(save_dir), quantize="4bit", lora=lora, device=device)[0]
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def trainable_params(model) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+class Reference:
+    """π_ref for a policy: ``"adapters_off"`` (PEFT policy with its adapters disabled), ``"copy"`` (a frozen deep copy
+    taken now), or either of these with ``cache=True``: log-probs computed once per batch and kept, keyed by the
+    batch's token fingerprint (the reference never changes, so they never go stale).
+    """
+
+    def __init__(self, policy, mode: str = "auto", cache: bool = False):
+        if mode == "auto":
+            mode = "adapters_off" if is_peft(policy) else "copy"
+        if mode not in ("adapters_off", "copy"):
+            raise ValueError(f"reference mode must be 'adapters_off', 'copy' or 'auto', got {mode!r}")
+        if mode == "adapters_off" and not is_peft(policy):
+            raise ValueError("mode 'adapters_off' needs a PEFT (LoRA) policy; use mode='copy' for a full model")
+        self.mode, self.policy = mode, policy
+        self.model = None
+        if mode == "copy":
+            self.model = copy.deepcopy(policy).eval()
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
+
+    @contextmanager
+    def as_model(self):
+        """Yield a module that computes π_ref (for sampling from the reference, say)."""
+        if self.mode == "adapters_off":
+            was_training = self.policy.training
+            self.policy.eval()
+            with self.policy.disable_adapter():
+                yield self.policy
+            self.policy.train(was_training)
+        else:
+            yield self.model
+
+    @torch.no_grad()
+    def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        key = None
+        if self._cache is not None:
+            key = fingerprint([batch["input_ids"].tolist(), batch["response_mask"].tolist()])
+            if key in self._cache:
+                return self._cache[key]
+        with self.as_model() as m:
+            out = sequence_logps(m, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+        if key is not None:
+            self._cache[key] = out
+        return out

@@ -1,0 +1,236 @@
+"""Seeding, claims, atomic result records and the claims ledger.
+
+A reproduction records *claims*: a statement, a metric measured once per seed, a test applied to those values, and
+an honest status (``reproduced`` / ``partial`` / ``not reproduced``). ``write_result`` writes
+``reproductions/<method>/result.json`` atomically (temporary file, then rename), so an interrupted run leaves the
+previous result intact, and ``write_ledger`` regenerates ``reproductions/README.md`` from every result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATUSES = ("reproduced", "partial", "not reproduced", "not asserted")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch Generator seeded the same way for explicit sampling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def mean_spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation, min and max of per-seed values."""
+    v = np.asarray(values, dtype=float)
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": len(v),
+    }
+
+
+@dataclass
+class Claim:
+    """One checkable statement, measured per seed.
+
+    ``test`` is a human-readable description of the rule, ``passed`` applies it to the per-seed values and returns
+    True/False. ``status`` is derived: all seeds pass -> reproduced, some -> partial, none -> not reproduced; a claim
+    in smoke mode that is not meaningful at smoke size is ``not asserted``.
+    """
+
+    id: str
+    statement: str
+    metric: str
+    values: list[float]
+    test: str
+    per_seed_pass: list[bool]
+    paper: str = ""
+    asserted: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if not self.asserted:
+            return "not asserted"
+        k = sum(self.per_seed_pass)
+        return "reproduced" if k == len(self.per_seed_pass) else ("partial" if k else "not reproduced")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(spread=mean_spread(self.values) if self.values else {}, status=self.status)
+        return d
+
+
+def make_claim(
+    id: str,
+    statement: str,
+    metric: str,
+    values: Sequence[float],
+    rule: Callable[[float], bool],
+    test: str,
+    **kw,
+) -> Claim:
+    """Build a claim by applying ``rule`` to each seed's value; ``test`` states the rule in words."""
+    vals = [float(v) for v in values]
+    return Claim(id, statement, metric, vals, test, [bool(rule(v)) for v in vals], **kw)
+
+
+def environment() -> dict[str, Any]:
+    """What produced a result: prefkit commit, library versions, device."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import transformers
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {
+        "prefkit_commit": commit or "unknown",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": dev,
+    }
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        x = x.item()
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_result(
+    out_dir: str | os.PathLike,
+    method: str,
+    paper: dict[str, Any],
+    claims: Sequence[Claim],
+    parameters: dict[str, Any],
+    figures: Sequence[str] = (),
+    smoke: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<out_dir>/result.json`` atomically and return its path.
+
+    ``paper``: ``{"arxiv": ..., "title": ..., "claim": ..., "number": ...}``. Figures are file names relative to
+    ``out_dir`` and must exist (a result never points at a figure that was not written).
+    """
+    out_dir = Path(out_dir)
+    missing = [f for f in figures if not (out_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"figures not found in {out_dir}: {missing}")
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"claim ids must be unique, got {ids}")
+    record = {
+        "method": method,
+        "paper": paper,
+        "claims": [c.to_dict() for c in claims],
+        "parameters": parameters,
+        "environment": environment(),
+        "smoke": bool(smoke),
+        "figures": list(figures),
+        **(extra or {}),
+    }
+    return atomic_write_text(out_dir / "result.json", json.dumps(_jsonable(record), indent=2) + "\n")
+
+
+def load_result(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def _fmt(spread: dict[str, float]) -> str:
+    if not spread:
+        return "-"
+    return f"{spread['mean']:.3g} ± {spread['std']:.2g} (n={spread['n']})"
+
+
+def write_ledger(root: str | os.PathLike = "reproductions") -> Path:
+    """Regenerate ``<root>/README.md``: one row per claim of every ``<root>/*/result.json``."""
+    root = Path(root)
+    lines = [
+        "# Claims ledger",
+        "",
+        "Generated by `make reproduce` (`prefkit.repro.write_ledger`); do not edit by hand.",
+        "Paper numbers come from the paper's scale; ours come from the offline toy world (tiny models, exact oracle),",
+        "so the comparison is of directions and orderings, not absolute values. Values are mean ± sample std over seeds.",
+        "",
+        "| method | claim | statement | paper | ours | test | status | scale |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rj in sorted(root.glob("*/result.json")):
+        r = load_result(rj)
+        scale = "smoke" if r.get("smoke") else "toy (full)"
+        for c in r["claims"]:
+            cells = [
+                f"[{r['method']}]({rj.parent.name}/)",
+                c["id"],
+                c["statement"],
+                c.get("paper") or r["paper"].get("number", ""),
+                f"{c['metric']}: {_fmt(c.get('spread', {}))}",
+                c["test"],
+                f"**{c['status']}**",
+                scale,
+            ]
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
+    return atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
+
+
+def method_status(result: dict[str, Any]) -> str:
+    """One word for a method: reproduced if every asserted claim is, not reproduced if none is, else partial."""
+    st = [c["status"] for c in result["claims"] if c["status"] != "not asserted"]
+    if not st:
+        return "not asserted"
+    if all(s == "reproduced" for s in st):
+        return "reproduced"
+    if all(s == "not reproduced" for s in st):
+        return "not reproduced"
+    return "partial"
