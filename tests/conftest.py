@@ -1,0 +1,47 @@
+"""Shared fixtures: a word-level tokenizer and a tiny Llama, built offline in milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+from prefkit.models import TinyLlamaConfig, tiny_llama
+
+WORDS = ["<pad>", "<bos>", "<eos>", "<unk>", *"abcdefgh", "reverse", "sort", ":", "=", "|"]
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    t = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
+    )
+
+
+def make_model(tokenizer, seed: int = 0):
+    cfg = TinyLlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    return tiny_llama(tokenizer, cfg, seed=seed)
+
+
+@pytest.fixture
+def tok() -> PreTrainedTokenizerFast:
+    return make_tokenizer()
+
+
+@pytest.fixture
+def model(tok):
+    torch.manual_seed(0)
+    return make_model(tok)
+
+
+@pytest.fixture
+def pair_rows() -> list[dict]:
+    return [
+        {"prompt": "reverse : a b c =", "chosen": "c b a", "rejected": "a b c"},
+        {"prompt": "sort : d a c =", "chosen": "a c d", "rejected": "d c a | a"},
+        {"prompt": "reverse sort : h g =", "chosen": "g h | g h", "rejected": "h"},
+    ]
