@@ -23,7 +23,8 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def make_model(tokenizer, seed: int = 0):
-    cfg = TinyLlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    # hidden >= 64: bitsandbytes' CPU 4-bit kernels pack weights in blocks of 64 input features
+    cfg = TinyLlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     return tiny_llama(tokenizer, cfg, seed=seed)
 
 

@@ -1,0 +1,133 @@
+"""Evaluation: sample from the policy and score with the oracle; ranking accuracies on preference pairs.
+
+- :func:`oracle_eval`: mean oracle score of samples, paired win rate against the reference policy (ties count half),
+  KL(π || π_ref) estimated from the policy's own samples, mean response length.
+- :func:`ranking_report`: the observed ranking accuracy of Chen et al. 2024 (arXiv:2405.19534), i.e. how often
+  π(y_w|x) > π(y_l|x), plain and length-normalised; the *idealized* ranking accuracy (Cor. 3.3) of the model that
+  optimises the DPO objective perfectly given the true preference probabilities; the implicit-reward accuracy; and
+  how many pairs the reference ranked wrong that the policy now ranks right.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .generate import sample
+from .logps import encode, sequence_logps
+
+
+@torch.no_grad()
+def response_logps(model, tokenizer, prompts: Sequence, responses: Sequence, batch_size: int = 256):
+    """Summed log π(response | prompt) and response-token counts, as NumPy arrays, computed in batches."""
+    was_training = model.training
+    model.eval()
+    out, counts = [], []
+    for s in range(0, len(prompts), batch_size):
+        b = encode(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size])
+        lp, n = sequence_logps(model, b["input_ids"], b["attention_mask"], b["response_mask"])
+        out.append(lp.cpu())
+        counts.append(n.cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy(), torch.cat(counts).numpy()
+
+
+def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
+    """Paired win rate: P(score > baseline) + 0.5 P(score == baseline), over aligned samples."""
+    s, b = np.asarray(scores, dtype=float), np.asarray(baseline, dtype=float)
+    if s.shape != b.shape:
+        raise ValueError(f"scores {s.shape} and baseline {b.shape} must be aligned")
+    return float(np.mean((s > b) + 0.5 * (s == b)))
+
+
+def oracle_eval(
+    score: Callable[[str, str], float],
+    policy,
+    tokenizer,
+    prompts: Sequence[str],
+    reference=None,
+    ref_samples: Sequence[str] | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+) -> dict:
+    """Sample one response per prompt from ``policy``, score it with the oracle ``score(prompt, response)``.
+
+    With a ``reference`` (:class:`prefkit.models.Reference`) also: the paired win rate against reference samples
+    (``ref_samples``, or sampled here with the same seed) and KL(π || π_ref) ≈ mean over y ~ π of
+    log π(y|x) - log π_ref(y|x), in nats per response.
+    """
+    ys = [
+        r[0]
+        for r in sample(
+            policy, tokenizer, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+        )
+    ]
+    scores = np.array([score(p, y) for p, y in zip(prompts, ys)])
+    lp, counts = response_logps(policy, tokenizer, prompts, ys)
+    out = {
+        "score": float(scores.mean()),
+        "score_sem": float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else 0.0,
+        "length": float(counts.mean()),
+        "exact": float(np.mean(scores == 1.0)),
+    }
+    if reference is not None:
+        with reference.as_model() as ref:
+            if ref_samples is None:
+                ref_samples = [
+                    r[0]
+                    for r in sample(
+                        ref, tokenizer, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+                    )
+                ]
+            ref_lp, _ = response_logps(ref, tokenizer, prompts, ys)
+        ref_scores = np.array([score(p, y) for p, y in zip(prompts, ref_samples)])
+        out.update(
+            win_rate=win_rate(scores, ref_scores), kl=float(np.mean(lp - ref_lp)), ref_score=float(ref_scores.mean())
+        )
+    out["samples"] = ys
+    return out
+
+
+def idealized_ranking_accuracy(
+    ref_chosen_logps: np.ndarray, ref_rejected_logps: np.ndarray, p_true: np.ndarray, beta: float
+) -> float:
+    """Chen et al. 2024, Cor. 3.3: the DPO-optimal policy π* = π_ref exp(r*/β) / Z ranks y_w above y_l iff
+
+        log π_ref(y_w|x) - log π_ref(y_l|x) + (1/β) logit P(y_w > y_l) > 0,
+
+    with P the true (aggregated) preference probability. It can still rank a pair wrong when π_ref strongly prefers
+    y_l and the preference is weak, which is why it is below 100%.
+    """
+    p = np.clip(np.asarray(p_true, dtype=float), 1e-12, 1 - 1e-12)
+    return float(np.mean(ref_chosen_logps - ref_rejected_logps + np.log(p / (1 - p)) / beta > 0))
+
+
+def ranking_report(policy, reference, tokenizer, rows: Sequence[dict], beta: float) -> dict:
+    """Ranking accuracies of ``policy`` on preference ``rows`` (prompt/chosen/rejected, and ``p_true`` for the
+    idealized accuracy), and the fate of the pairs the reference ranked wrong.
+    """
+    prompts = [r["prompt"] for r in rows]
+    ch, rj = [r["chosen"] for r in rows], [r["rejected"] for r in rows]
+    pc, nc = response_logps(policy, tokenizer, prompts, ch)
+    pr, nr = response_logps(policy, tokenizer, prompts, rj)
+    with reference.as_model() as ref:
+        rc, _ = response_logps(ref, tokenizer, prompts, ch)
+        rr, _ = response_logps(ref, tokenizer, prompts, rj)
+    ref_right = rc > rr
+    pol_right = pc > pr
+    out = {
+        "ranking_acc": float(np.mean(pol_right)),
+        "ranking_acc_norm": float(np.mean(pc / nc > pr / nr)),
+        "ref_ranking_acc": float(np.mean(ref_right)),
+        "reward_acc": float(np.mean((pc - rc) > (pr - rr))),
+        "margin": float(np.mean(beta * ((pc - rc) - (pr - rr)))),
+        "flipped_to_right": float(np.mean(pol_right[~ref_right])) if (~ref_right).any() else float("nan"),
+        "flipped_to_wrong": float(np.mean(~pol_right[ref_right])) if ref_right.any() else float("nan"),
+    }
+    if all("p_true" in r for r in rows):
+        out["idealized_acc"] = idealized_ranking_accuracy(rc, rr, np.array([r["p_true"] for r in rows]), beta)
+    return out

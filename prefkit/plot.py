@@ -1,0 +1,60 @@
+"""One figure style for every notebook, and atomic figure saving."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 130,
+    "savefig.bbox": "tight",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+}
+
+
+def apply_style() -> None:
+    plt.rcParams.update(STYLE)
+
+
+def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2):
+    """A figure with ``nrows x ncols`` axes in the house style; returns ``(fig, axes)`` (axes always an array)."""
+    apply_style()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes.ravel()
+
+
+def mean_band(ax, x: Sequence[float], runs: Sequence[Sequence[float]], label: str, color=None, **kw):
+    """Plot the mean over seeds with a band of ± one standard deviation; each run is one seed's curve."""
+    y = np.asarray(runs, dtype=float)  # (seeds, len(x))
+    m = np.nanmean(y, 0)
+    line = ax.plot(x, m, label=f"{label} (n={len(y)})", color=color, **kw)[0]
+    if len(y) > 1:
+        s = np.nanstd(y, 0, ddof=1)
+        ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.18, linewidth=0)
+    return line
+
+
+def save(fig, out_dir: str | os.PathLike, name: str) -> str:
+    """Save ``fig`` as ``out_dir/name`` via a temporary file and rename; returns ``name``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{name}.tmp{Path(name).suffix}"
+    fig.savefig(tmp)
+    tmp.replace(out / name)
+    return name
