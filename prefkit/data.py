@@ -134,10 +134,37 @@ def to_hf_dataset(rows: Iterable[Mapping[str, Any]], kind: str = "pairwise"):
     check = {"pairwise": validate_pairwise, "listwise": validate_listwise}
     if kind not in check:
         raise ValueError(f"kind must be one of {sorted(check)}, got {kind!r}")
-    return datasets.Dataset.from_list(check[kind](rows))
+    rows = check[kind](rows)
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # union of keys: from_list keeps only row 0's
+    return datasets.Dataset.from_dict({k: [r.get(k) for r in rows] for k in columns})
 
 
 def from_hf_dataset(ds, kind: str = "pairwise") -> list[dict]:
     """A ``datasets.Dataset`` (e.g. one prepared for TRL) -> validated prefkit rows."""
     rows = [dict(r) for r in ds]
     return validate_pairwise(rows) if kind == "pairwise" else validate_listwise(rows)
+
+
+def load_pairwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Pairwise rows from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset id, validated.
+
+    Only string (non-conversational) columns are accepted: a conversational dataset (lists of messages) must be
+    rendered to text with its chat template first, and the error says so.
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(source)
+    if p.suffix in (".json", ".jsonl") and p.exists():
+        text = p.read_text()
+        rows = json.loads(text) if p.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
+    else:
+        import datasets
+
+        rows = [dict(r) for r in datasets.load_dataset(source, split=split)]
+    rows = rows[:limit] if limit else rows
+    for i, r in enumerate(rows):
+        for f in PAIRWISE_FIELDS:
+            if isinstance(r.get(f), list) and r[f] and isinstance(r[f][0], dict):
+                raise PreferenceDataError(i, f, "is conversational (a list of messages); render it to text first")
+    return validate_pairwise(rows)

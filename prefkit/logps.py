@@ -70,9 +70,9 @@ def encode_pairs(tokenizer, rows: Sequence[dict], max_length: int | None = None)
     return encode(tokenizer, prompts + prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows], max_length)
 
 
-def _head_logps(hidden: Tensor, targets: Tensor, head: torch.nn.Module, softcap: float | None) -> Tensor:
+def _head_logps(hidden: Tensor, targets: Tensor, head: torch.nn.Module, scale: float, softcap: float | None) -> Tensor:
     """log π(target | hidden) for M positions: hidden (M, H), targets (M,) -> (M,) float32."""
-    logits = head(hidden).float()  # (M, V)
+    logits = head(hidden).float() * scale  # (M, V)
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
     return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
@@ -99,14 +99,17 @@ def sequence_logps(
     h = hidden[:, :-1][target_mask]  # (M, H) only the response positions reach the LM head
     targets = input_ids[:, 1:][target_mask]  # (M,)
     row = torch.arange(input_ids.shape[0], device=device)[:, None].expand_as(target_mask)[target_mask]  # (M,)
-    softcap = getattr(model.config, "final_logit_softcapping", None)
+    cfg = model.config
+    softcap = getattr(cfg, "final_logit_softcapping", None)  # Gemma 2
+    # Some families scale their logits in forward(): Cohere multiplies by logit_scale, Granite divides.
+    scale = float(getattr(cfg, "logit_scale", None) or 1.0) / float(getattr(cfg, "logits_scaling", None) or 1.0)
     parts = []
     for s in range(0, h.shape[0], chunk_size):
         hc, tc = h[s : s + chunk_size], targets[s : s + chunk_size]
         if torch.is_grad_enabled() and hc.requires_grad:
-            parts.append(checkpoint(_head_logps, hc, tc, head, softcap, use_reentrant=False))
+            parts.append(checkpoint(_head_logps, hc, tc, head, scale, softcap, use_reentrant=False))
         else:
-            parts.append(_head_logps(hc, tc, head, softcap))
+            parts.append(_head_logps(hc, tc, head, scale, softcap))
     token_logps = torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)  # (M,)
     sums = torch.zeros(input_ids.shape[0], device=device, dtype=torch.float32).index_add(0, row, token_logps)
     return sums, counts

@@ -109,12 +109,13 @@ def load_lm(
     device: str = "auto",
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    tokenizer=None,
 ):
     """Load a causal LM and its tokenizer, optionally in 4-bit NF4 with LoRA adapters. Returns ``(model, tokenizer)``.
 
     ``quantize``: ``"4bit"`` or ``None``. ``dtype``: defaults to bf16 on CUDA and fp32 on CPU; fp16 is refused for
     training (its narrow range overflows DPO's log-ratio sums). Weights load from safetensors only, and remote code
-    runs only when ``trust_remote_code=True`` is passed.
+    runs only when ``trust_remote_code=True`` is passed. ``tokenizer``: use this one instead of loading one.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -130,10 +131,18 @@ def load_lm(
     if quantize == "4bit":
         kw["quantization_config"] = bnb_4bit_config(dev)
         kw["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
-    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    # A tokenizer passed in is used as it is: AutoTokenizer may rebuild a custom vocabulary by model type.
+    tok = tokenizer or AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+    if quantize == "4bit" and dev.type == "cpu":
+        # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for a bf16 inference kernel on the first
+        # eval-mode no-grad forward (a reference pass, sampling). The repacking is one-way and that kernel has no
+        # backward, so every later training step would get wrong LoRA gradients: keep the trainable path.
+        for m in model.modules():
+            if hasattr(m, "support_avx512bf16_for_cpu"):
+                m.support_avx512bf16_for_cpu = False
     if quantize is None:
         model.to(dev)
     if lora is not None:
@@ -165,7 +174,7 @@ def quantize_4bit(model, save_dir: str | os.PathLike, tokenizer, lora: LoraSpec 
     """
     model.save_pretrained(save_dir, safe_serialization=True)
     tokenizer.save_pretrained(save_dir)
-    return load_lm(str(save_dir), quantize="4bit", lora=lora, device=device)[0]
+    return load_lm(str(save_dir), quantize="4bit", lora=lora, device=device, tokenizer=tokenizer)[0]
 
 
 def is_peft(model) -> bool:
@@ -208,6 +217,21 @@ class Reference:
             self.policy.train(was_training)
         else:
             yield self.model
+
+    @torch.no_grad()
+    def precompute(self, rows: list[dict], tokenizer, batch_size: int = 256) -> list[dict]:
+        """Copies of pairwise ``rows`` with ``ref_chosen_logps`` / ``ref_rejected_logps`` added, computed once, so
+        training needs no reference forward at all (the batches carry them)."""
+        from .logps import encode_pairs
+
+        out = []
+        for s in range(0, len(rows), batch_size):
+            chunk = rows[s : s + batch_size]
+            lp, _ = self.logps(encode_pairs(tokenizer, chunk))
+            B = len(chunk)
+            for r, c, j in zip(chunk, lp[:B].tolist(), lp[B:].tolist()):
+                out.append({**r, "ref_chosen_logps": c, "ref_rejected_logps": j})
+        return out
 
     @torch.no_grad()
     def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,6 +69,8 @@ class Claim:
     def status(self) -> str:
         if not self.asserted:
             return "not asserted"
+        if not self.per_seed_pass:
+            return "not reproduced"
         k = sum(self.per_seed_pass)
         return "reproduced" if k == len(self.per_seed_pass) else ("partial" if k else "not reproduced")
 
@@ -121,8 +123,10 @@ def _jsonable(x: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, np.integer)):
+    if isinstance(x, np.generic):  # NumPy scalars: float64, int64, bool_
         x = x.item()
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
     if isinstance(x, torch.Tensor):
         return _jsonable(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
@@ -234,3 +238,41 @@ def method_status(result: dict[str, Any]) -> str:
     if all(s == "not reproduced" for s in st):
         return "not reproduced"
     return "partial"
+
+
+README_START, README_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
+
+
+def update_readme_table(readme: str | os.PathLike = "README.md", root: str | os.PathLike = "reproductions") -> Path:
+    """Rewrite the notebook table between the README's markers from every ``<root>/*/result.json``."""
+    readme, root = Path(readme), Path(root)
+    rows = ["| notebook | paper | claims | status |", "|---|---|---|---|"]
+    for rj in sorted(root.glob("*/result.json")):
+        r = load_result(rj)
+        counts: dict[str, int] = {}
+        for c in r["claims"]:
+            counts[c["status"]] = counts.get(c["status"], 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        nb = r.get("notebook", "")
+        link = f"[{nb}](notebooks/{nb}.ipynb)" if nb else r["method"]
+        paper = f"{r['paper'].get('title', '')} (arXiv:{r['paper'].get('arxiv', '')})"
+        scale = " (smoke run)" if r.get("smoke") else ""
+        rows.append(f"| {link} | {paper} | {summary} | **{method_status(r)}**{scale} |")
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    return atomic_write_text(readme, head + README_START + "\n" + "\n".join(rows) + "\n" + README_END + tail)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) >= 2 and sys.argv[1] == "ledger":
+        root = sys.argv[2] if len(sys.argv) > 2 else "reproductions"
+        print(f"wrote {write_ledger(root)}")
+        if len(sys.argv) > 3:
+            print(f"updated {update_readme_table(sys.argv[3], root)}")
+    else:
+        sys.exit("usage: python -m prefkit.repro ledger [REPRODUCTIONS_DIR [README]]")

@@ -1,14 +1,15 @@
 """The ``toy`` profile: an SFT base trained from scratch on a world's noisy demonstrations (cached on disk), and
 preference pairs built from the base's own samples with the world's simulated raters.
 
-Any world with ``tokenizer``, ``train_prompts``, ``demonstration(prompt, rng)``, ``build_pairs(...)`` and
-``params()`` works here.
+Any world (a dataclass) with ``tokenizer``, ``train_prompts``, ``demonstration(prompt, rng)`` and
+``build_pairs(...)`` works here.
 """
 
 from __future__ import annotations
 
+import inspect
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -22,8 +23,8 @@ from .train import StepBatches, TrainConfig, sft_objective, train
 @dataclass
 class ToyBaseConfig:
     model: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
-    demos_per_prompt: int = 2  # independent noisy demonstrations of each training prompt
-    steps: int = 1500
+    demos_per_prompt: int = 8  # independent noisy demonstrations of each training prompt (fresh noise each)
+    steps: int = 800
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 50
@@ -34,7 +35,8 @@ def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = 
     """Train (or load from the cache) the SFT base for ``world``; cached under a hash of world and config."""
     from transformers import LlamaForCausalLM
 
-    key = fingerprint({"world": world.params(), "config": asdict(config), "prefkit": __version__})
+    world_params = {f.name: getattr(world, f.name) for f in fields(world) if f.init}
+    key = fingerprint({"world": world_params, "config": asdict(config), "prefkit": __version__})
     path = cache_dir() / "toy-bases" / key
     if cache and (path / "config.json").exists():
         return LlamaForCausalLM.from_pretrained(path).train()
@@ -84,3 +86,67 @@ def describe(model) -> dict[str, Any]:
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+@dataclass
+class OracleEval:
+    """Evaluation against the world's oracle, bound to a reference when a run starts (see :func:`run_arm`).
+
+    Calling it with a :class:`prefkit.models.Reference` gives an ``eval_fn(policy, step)`` for
+    :func:`prefkit.train.train`: oracle score, win rate and KL against the reference on ``prompts`` (compared with
+    the fixed ``ref_samples``, sampled once per seed from the reference), plus ranking accuracies on ``pairs``.
+    """
+
+    world: Any
+    prompts: list
+    ref_samples: list
+    pairs: list | None = None
+    beta: float = 0.1
+    seed: int = 0
+
+    def __call__(self, reference):
+        from .evaluate import oracle_eval, ranking_report
+
+        def eval_fn(policy, step):
+            tok = self.world.tokenizer
+            out = oracle_eval(
+                self.world.score, policy, tok, self.prompts, reference, self.ref_samples, self.seed + step
+            )
+            out.pop("samples")
+            if self.pairs:
+                out.update(ranking_report(policy, reference, tok, self.pairs, self.beta))
+            return out
+
+        return eval_fn
+
+
+def run_arm(
+    base,
+    tokenizer,
+    rows,
+    loss,
+    train_config: TrainConfig,
+    evaluator=None,
+    reference: str = "copy",
+    batch_size: int = 64,
+    **hparams,
+):
+    """Fine-tune a copy of ``base`` on pairwise ``rows`` with ``loss`` (+ ``hparams``, e.g. ``beta``).
+
+    ``evaluator(reference) -> eval_fn`` (e.g. :class:`OracleEval`) builds the evaluation once the reference exists. With
+    ``reference="adapters_off"`` the base must already be a fresh PEFT model (it is trained in place, not copied).
+    Returns ``(policy, reference, history)``.
+    """
+    import copy
+
+    from .models import Reference
+    from .train import preference_objective
+
+    policy = base if reference == "adapters_off" else copy.deepcopy(base)
+    ref = Reference(policy, mode=reference)
+    if "ref_chosen_logps" in inspect.signature(loss).parameters:  # reference-based: π_ref's log-probs, once
+        rows = ref.precompute(rows, tokenizer)
+    batches = StepBatches(rows, tokenizer, batch_size, seed=train_config.seed)
+    eval_fn = evaluator(ref) if evaluator else None
+    hist = train(policy, preference_objective(loss, ref, **hparams), batches, train_config, eval_fn=eval_fn)
+    return policy, ref, hist

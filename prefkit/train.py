@@ -49,10 +49,15 @@ def pairwise_forward(policy, reference, batch: dict[str, Tensor], loss: Callable
         "chosen_lengths": lengths[:B],
         "rejected_lengths": lengths[B:],
     }
-    if reference is not None:
+    if "ref_chosen_logps" in batch:  # precomputed once (Reference.precompute): the reference never changes
+        inputs["ref_chosen_logps"] = batch["ref_chosen_logps"].to(logps.device)
+        inputs["ref_rejected_logps"] = batch["ref_rejected_logps"].to(logps.device)
+    elif reference is not None:
         ref_logps, _ = reference.logps(batch)
         inputs["ref_chosen_logps"], inputs["ref_rejected_logps"] = ref_logps[:B], ref_logps[B:]
     if "strength" in batch:  # soft labels: P(chosen > rejected) -> ε = 1 - p
+        if "label_smoothing" in hparams:
+            raise ValueError("the batch carries per-pair 'strength' (soft labels); do not also pass label_smoothing")
         inputs["label_smoothing"] = 1.0 - batch["strength"].to(logps.device)
     losses, chosen_r, rejected_r = call_loss(loss, **inputs, **hparams)
     metrics = {
@@ -103,7 +108,8 @@ class StepBatches:
     """Step-indexed batches over a fixed list of rows: ``batches[step]`` is a deterministic function of the seed and
     the step, so a resumed run sees exactly the batches it would have seen. Each epoch is a fresh permutation.
 
-    ``kind``: ``"pairwise"`` (rows with prompt/chosen/rejected, optional strength) or ``"sft"`` (prompt/response).
+    ``kind``: ``"pairwise"`` (rows with prompt/chosen/rejected, optional ``strength`` and precomputed
+    ``ref_chosen_logps`` / ``ref_rejected_logps``) or ``"sft"`` (prompt/response).
     """
 
     def __init__(self, rows: Sequence[dict], tokenizer, batch_size: int, seed: int = 0, kind: str = "pairwise"):
@@ -130,6 +136,9 @@ class StepBatches:
         batch = encode_pairs(self.tok, rows)
         if any("strength" in r for r in rows):
             batch["strength"] = torch.tensor([float(r.get("strength", 1.0)) for r in rows])
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            if key in rows[0]:
+                batch[key] = torch.tensor([float(r[key]) for r in rows])
         return batch
 
 

@@ -86,8 +86,8 @@ def robust_dpo_loss(
 
     L = [(1 - ε) (-log σ(β h)) - ε (-log σ(-β h))] / (1 - 2ε).
     """
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"robust DPO needs label_smoothing in [0, 0.5), got {label_smoothing}")
+    if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"robust DPO needs one label_smoothing (flip rate) in [0, 0.5), got {label_smoothing}")
     h = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     eps = label_smoothing
     losses = (-(1 - eps) * F.logsigmoid(beta * h) + eps * F.logsigmoid(-beta * h)) / (1 - 2 * eps)  # Eq. 8

@@ -1,0 +1,65 @@
+# prefkit: every target sets itself up first, so on a fresh machine `make test` and `make reproduce` just work.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+# CPU-only machines get PyTorch's small CPU build from its own index (PyPI's Linux wheel is the multi-GB CUDA one).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NB ?=
+STAMP := $(VENV)/.prefkit-installed
+
+.PHONY: setup test lint pytest reproduce notebook lab bench clean help
+
+help:
+	@echo "make setup      create $(VENV) and install prefkit with notebook + dev extras (CPU torch unless a GPU is present)"
+	@echo "make test       lint + pytest (library tests, TRL parity, every notebook in smoke mode)"
+	@echo "make reproduce  run every notebook in the full toy profile: figures, result.json, claims ledger"
+	@echo "make reproduce NB=01_dpo   one notebook"
+	@echo "make lab        JupyterLab;  make bench   prefkit vs TRL benchmark"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+ifeq ($(HAS_GPU),1)
+	$(PIP) install -q "torch==$(TORCH_VERSION)"
+else
+	$(PIP) install -q --retries 0 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX)
+endif
+	$(PIP) install -q -e ".[notebooks,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check prefkit tests bench notebooks
+	$(VENV)/bin/ruff format --check prefkit tests bench notebooks
+
+pytest: setup
+	$(PY) -m pytest -q
+
+test: lint pytest
+
+reproduce: setup
+	@set -e; for nb in $(if $(NB),notebooks/$(NB).ipynb,$(NOTEBOOKS)); do \
+	  $(MAKE) --no-print-directory notebook NBPATH=$$nb; done
+	$(PY) -m prefkit.repro ledger reproductions README.md
+
+notebook:
+	@name=$$(basename $(NBPATH) .ipynb); method=$${name#*_}; mkdir -p runs; \
+	echo "== $$name (full toy profile) -> reproductions/$$method"; \
+	$(PY) -m papermill -k python3 --cwd notebooks $(NBPATH) runs/$$name.ipynb \
+	  -p smoke False -p out_dir ../reproductions/$$method
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup
+	$(PY) bench/bench_dpo.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,237 @@
+"""Preference-data validation and conversion: every bad row is refused with its row index and field named."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from prefkit.data import (
+    PreferenceDataError,
+    from_hf_dataset,
+    listwise_to_pairwise,
+    to_hf_dataset,
+    validate_listwise,
+    validate_pairwise,
+)
+
+GOOD_PAIR = {"prompt": "reverse : a b =", "chosen": "b a", "rejected": "a b"}
+GOOD_LIST = {"prompt": "sort : c a =", "responses": ["a c", "c a", "a"], "scores": [1.0, 0.0, 0.5]}
+
+
+def _assert_names(err: PreferenceDataError, row: int, field: str | None) -> None:
+    """The error carries the row and field as attributes and names both in its message."""
+    assert err.row == row
+    assert err.field == field
+    assert f"row {row}" in str(err)
+    if field is not None:
+        assert repr(field) in str(err)
+
+
+# (bad row, field the error must name); each bad row is placed at index 1, after a good one.
+BAD_PAIRS = {
+    "missing_key": ({"prompt": "p", "chosen": "a"}, "rejected"),
+    "empty_response": ({"prompt": "p", "chosen": "   ", "rejected": "a"}, "chosen"),
+    "empty_token_list": ({"prompt": "p", "chosen": [4, 5], "rejected": []}, "rejected"),
+    "wrong_type_int": ({"prompt": "p", "chosen": 3, "rejected": "a"}, "chosen"),
+    "wrong_type_none": ({"prompt": "p", "chosen": "a", "rejected": None}, "rejected"),
+    "wrong_type_float_tokens": ({"prompt": "p", "chosen": [4, 5.0], "rejected": "a"}, "chosen"),
+    "wrong_type_bool_tokens": ({"prompt": "p", "chosen": [True], "rejected": "a"}, "chosen"),
+    "wrong_type_prompt": ({"prompt": 1.5, "chosen": "a", "rejected": "b"}, "prompt"),
+    "chosen_equals_rejected": ({"prompt": "p", "chosen": "a b", "rejected": "a b"}, "rejected"),
+    "chosen_equals_rejected_ids": ({"prompt": "p", "chosen": [4, 5], "rejected": [4, 5]}, "rejected"),
+    "strength_nan": ({**GOOD_PAIR, "strength": math.nan}, "strength"),
+    "strength_inf": ({**GOOD_PAIR, "strength": math.inf}, "strength"),
+    "strength_above_1": ({**GOOD_PAIR, "strength": 1.5}, "strength"),
+    "strength_below_0": ({**GOOD_PAIR, "strength": -0.1}, "strength"),
+    "strength_string": ({**GOOD_PAIR, "strength": "0.5"}, "strength"),
+    "strength_bool": ({**GOOD_PAIR, "strength": True}, "strength"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PAIRS))
+def test_bad_pairwise_row_is_refused_naming_row_and_field(case):
+    bad, field = BAD_PAIRS[case]
+    with pytest.raises(PreferenceDataError) as e:
+        validate_pairwise([GOOD_PAIR, bad])
+    _assert_names(e.value, 1, field)
+
+
+BAD_LISTS = {
+    "missing_key": ({"prompt": "p", "responses": ["a", "b"]}, "scores"),
+    "one_response": ({"prompt": "p", "responses": ["a"], "scores": [1.0]}, "responses"),
+    "no_responses": ({"prompt": "p", "responses": [], "scores": []}, "responses"),
+    "responses_a_string": ({"prompt": "p", "responses": "a b", "scores": [1.0, 0.0]}, "responses"),
+    "scores_length_mismatch": ({"prompt": "p", "responses": ["a", "b", "c"], "scores": [1.0, 0.0]}, "scores"),
+    "scores_not_a_list": ({"prompt": "p", "responses": ["a", "b"], "scores": 1.0}, "scores"),
+    "score_nan": ({"prompt": "p", "responses": ["a", "b"], "scores": [1.0, math.nan]}, "scores[1]"),
+    "score_inf": ({"prompt": "p", "responses": ["a", "b"], "scores": [-math.inf, 0.0]}, "scores[0]"),
+    "score_string": ({"prompt": "p", "responses": ["a", "b"], "scores": [1.0, "2"]}, "scores[1]"),
+    "empty_response": ({"prompt": "p", "responses": ["a", " "], "scores": [1.0, 0.0]}, "responses[1]"),
+    "wrong_type_response": ({"prompt": "p", "responses": ["a", 7], "scores": [1.0, 0.0]}, "responses[1]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LISTS))
+def test_bad_listwise_row_is_refused_naming_row_and_field(case):
+    bad, field = BAD_LISTS[case]
+    with pytest.raises(PreferenceDataError) as e:
+        validate_listwise([GOOD_LIST, bad])
+    _assert_names(e.value, 1, field)
+
+
+def test_listwise_ties_refused_only_when_not_allowed():
+    tied = {"prompt": "p", "responses": ["a", "b", "c"], "scores": [0.5, 1.0, 0.5]}
+    assert validate_listwise([GOOD_LIST, tied])[1]["scores"] == [0.5, 1.0, 0.5]
+    with pytest.raises(PreferenceDataError) as e:
+        validate_listwise([GOOD_LIST, tied], allow_ties=False)
+    _assert_names(e.value, 1, "scores")
+    assert "ties" in str(e.value)
+
+
+@pytest.mark.parametrize("validate", [validate_pairwise, validate_listwise])
+@pytest.mark.parametrize("bad", ["prompt chosen rejected", ["p", "a", "b"], None])
+def test_non_mapping_row_is_refused_naming_row(validate, bad):
+    good = GOOD_PAIR if validate is validate_pairwise else GOOD_LIST
+    with pytest.raises(PreferenceDataError) as e:
+        validate([good, bad])
+    _assert_names(e.value, 1, None)
+    assert "mapping" in str(e.value)
+
+
+@pytest.mark.parametrize("validate", [validate_pairwise, validate_listwise])
+def test_empty_dataset_is_refused(validate):
+    with pytest.raises(PreferenceDataError, match="no rows") as e:
+        validate(iter([]))
+    assert e.value.row is None and e.value.field is None
+
+
+def test_valid_pairwise_rows_pass_through_unchanged():
+    rows = [
+        dict(GOOD_PAIR),
+        {"prompt": "", "chosen": "c", "rejected": "d", "strength": 0.75},  # empty prompt is allowed
+        {"prompt": "p", "chosen": "c", "rejected": "d", "strength": None},  # None means a hard label
+        {"prompt": "p", "chosen": "c", "rejected": "d", "extra": {"source": "x"}},  # extra fields are kept
+    ]
+    out = validate_pairwise(rows)
+    assert out == rows
+    assert all(o is not r for o, r in zip(out, rows)), "rows are copied, not aliased"
+
+
+def test_integer_strength_becomes_float():
+    out = validate_pairwise([{**GOOD_PAIR, "strength": 1}, {**GOOD_PAIR, "strength": 0}])
+    assert [r["strength"] for r in out] == [1.0, 0.0]
+    assert all(type(r["strength"]) is float for r in out)
+
+
+def test_token_id_rows_are_accepted():
+    rows = [
+        {"prompt": [1, 9, 10], "chosen": (5, 6), "rejected": [6, 5, 2]},
+        {"prompt": [], "chosen": [4], "rejected": [5]},
+    ]
+    assert validate_pairwise(rows) == rows
+
+
+def test_identical_pair_accepted_when_allowed():
+    row = {"prompt": "p", "chosen": "a", "rejected": "a"}
+    assert validate_pairwise([row], allow_identical=True) == [row]
+
+
+def test_listwise_scores_become_floats():
+    out = validate_listwise([{"prompt": "p", "responses": ["a", [5, 6]], "scores": [1, 0]}])
+    assert out[0]["scores"] == [1.0, 0.0] and all(type(s) is float for s in out[0]["scores"])
+    assert out[0]["responses"] == ["a", [5, 6]]
+
+
+def test_listwise_to_pairwise_all_pairs_skip_ties():
+    rows = [{"prompt": "p", "responses": ["a", "b", "c", "d"], "scores": [0.1, 0.9, 0.5, 0.5]}]
+    pairs = listwise_to_pairwise(rows, how="all")
+    got = {(p["chosen"], p["rejected"]) for p in pairs}
+    # c and d are tied at 0.5: that pair carries no preference and is skipped
+    assert got == {("b", "c"), ("b", "d"), ("b", "a"), ("c", "a"), ("d", "a")}
+    assert len(pairs) == 5
+    assert all(p["prompt"] == "p" and set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
+    validate_pairwise(pairs)  # the output is valid pairwise data
+
+
+def test_listwise_to_pairwise_best_worst():
+    rows = [
+        {"prompt": "p", "responses": ["a", "b", "c"], "scores": [0.5, 2.0, -1.0]},
+        {"prompt": "q", "responses": ["x", "y"], "scores": [1.0, 1.0]},  # all tied: no pair
+        {"prompt": "r", "responses": ["u", "v"], "scores": [0.0, 3.0]},
+    ]
+    pairs = listwise_to_pairwise(rows, how="best_worst")
+    assert pairs == [
+        {"prompt": "p", "chosen": "b", "rejected": "c"},
+        {"prompt": "r", "chosen": "v", "rejected": "u"},
+    ]
+
+
+def test_listwise_to_pairwise_unknown_how_raises():
+    with pytest.raises(ValueError, match="best_worst"):
+        listwise_to_pairwise([GOOD_LIST], how="adjacent")
+
+
+def test_listwise_to_pairwise_validates_its_input():
+    with pytest.raises(PreferenceDataError) as e:
+        listwise_to_pairwise([GOOD_LIST, {"prompt": "p", "responses": ["a"], "scores": [1.0]}])
+    _assert_names(e.value, 1, "responses")
+
+
+def test_hf_round_trip_keeps_trl_columns_and_values():
+    rows = [
+        {"prompt": "reverse : a b =", "chosen": "b a", "rejected": "a b", "strength": 0.9},
+        {"prompt": "sort : b a =", "chosen": "a b", "rejected": "b a", "strength": 1.0},
+    ]
+    ds = to_hf_dataset(rows)
+    assert ds.column_names == ["prompt", "chosen", "rejected", "strength"]
+    assert ds["chosen"] == ["b a", "a b"]
+    assert from_hf_dataset(ds) == rows
+
+
+def test_hf_round_trip_token_ids():
+    rows = [
+        {"prompt": [1, 9], "chosen": [5, 6, 2], "rejected": [6, 2]},
+        {"prompt": [1], "chosen": [4], "rejected": [7]},
+    ]
+    ds = to_hf_dataset(rows)
+    assert ds.column_names == ["prompt", "chosen", "rejected"]
+    assert from_hf_dataset(ds) == rows
+
+
+def test_hf_round_trip_listwise():
+    ds = to_hf_dataset([GOOD_LIST], kind="listwise")
+    assert ds.column_names == ["prompt", "responses", "scores"]
+    assert from_hf_dataset(ds, kind="listwise") == [GOOD_LIST]
+
+
+def test_hf_round_trip_keeps_strength_missing_from_the_first_row():
+    # a soft label on any row must survive conversion, whichever row happens to come first
+    rows = [
+        {"prompt": "p", "chosen": "a", "rejected": "b"},
+        {"prompt": "p", "chosen": "a", "rejected": "c", "strength": 0.7},
+    ]
+    ds = to_hf_dataset(rows)
+    assert "strength" in ds.column_names
+    back = from_hf_dataset(ds)
+    assert back[1]["strength"] == 0.7
+    assert back[0].get("strength") is None
+
+
+def test_to_hf_dataset_validates_and_checks_kind():
+    with pytest.raises(PreferenceDataError) as e:
+        to_hf_dataset([GOOD_PAIR, {"prompt": "p", "chosen": "a", "rejected": "a"}])
+    _assert_names(e.value, 1, "rejected")
+    with pytest.raises(ValueError, match="kind"):
+        to_hf_dataset([GOOD_PAIR], kind="joint")
+
+
+def test_from_hf_dataset_validates():
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {"prompt": ["p", "q"], "chosen": ["a", "a"], "rejected": ["b", "b"], "strength": [1.0, 2.0]}
+    )
+    with pytest.raises(PreferenceDataError) as e:
+        from_hf_dataset(ds)
+    _assert_names(e.value, 1, "strength")
