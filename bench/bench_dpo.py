@@ -97,17 +97,9 @@ LORA_R, LORA_ALPHA = 16, 32
 
 def build_tokenizer(vocab_size: int):
     """A word-level tokenizer: special tokens + words w0, w1, ...; BOS prepended, split on whitespace."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from prefkit.worlds import word_tokenizer
 
-    vocab = {w: i for i, w in enumerate(SPECIALS)}
-    vocab.update({f"w{i}": len(SPECIALS) + i for i in range(vocab_size - len(SPECIALS))})
-    t = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
-    )
+    return word_tokenizer([f"w{i}" for i in range(vocab_size - len(SPECIALS))])
 
 
 def build_model(shape: Shape, tok, seed: int = 0):
@@ -583,7 +575,7 @@ def main(argv: list[str] | None = None):
         "isolated_processes": not a.quick,
         "grad_ckpt": a.grad_ckpt,
         "threads": threads,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "prefkit_commit": _git_commit(),
         "versions": _versions(),
         "command": " ".join(["python", "bench/bench_dpo.py", *(sys.argv[1:] if argv is None else argv)]),

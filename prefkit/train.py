@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -236,8 +237,10 @@ def train(
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     if ckpt is not None and (ckpt / "state.json").exists():
         start, rows, evals = _load_checkpoint(accelerator.unwrap_model(policy), optimizer, ckpt)
-        for _ in range(start):
-            scheduler.step()
+        with warnings.catch_warnings():  # fast-forwarding the schedule to the resumed step, not a training step
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start):
+                scheduler.step()
     if eval_fn is not None and config.eval_every and start == 0:
         evals.append({"step": 0, **eval_fn(accelerator.unwrap_model(policy), 0)})
     policy.train()

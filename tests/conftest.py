@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from prefkit.models import TinyLlamaConfig, tiny_llama
+from prefkit.worlds import word_tokenizer
 
 WORDS = ["<pad>", "<bos>", "<eos>", "<unk>", *"abcdefgh", "reverse", "sort", ":", "=", "|"]
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    t = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
-    )
+    return word_tokenizer(WORDS[4:])
 
 
 def make_model(tokenizer, seed: int = 0):

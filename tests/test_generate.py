@@ -122,5 +122,7 @@ def test_4bit_lora_model(lm, world, tmp_path):
     q.train()
     out = sample(q, world.tokenizer, PROMPTS, n=2, max_new_tokens=6, seed=0)
     assert len(out) == 3 and all(len(r) == 2 and all(isinstance(t, str) for t in r) for r in out)
-    assert greedy(q, world.tokenizer, PROMPTS, max_new_tokens=6) == greedy(q, world.tokenizer, PROMPTS, max_new_tokens=6)
+    assert greedy(q, world.tokenizer, PROMPTS, max_new_tokens=6) == greedy(
+        q, world.tokenizer, PROMPTS, max_new_tokens=6
+    )
     assert q.training

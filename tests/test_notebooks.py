@@ -66,7 +66,9 @@ def test_dpo_notebook_hf_profile_on_a_local_4bit_model(tmp_path, fresh_cache):
     model = tiny_llama(world.tokenizer, TinyLlamaConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128))
     model.save_pretrained(model_dir, safe_serialization=True)
     world.tokenizer.save_pretrained(model_dir)
-    rows = [{"prompt": p, "chosen": world.gold(p), "rejected": world.gold(p).split(" |")[0]} for p in world.train_prompts]
+    rows = [
+        {"prompt": p, "chosen": world.gold(p), "rejected": world.gold(p).split(" |")[0]} for p in world.train_prompts
+    ]
     rows = [r for r in rows if r["chosen"] != r["rejected"]]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"

@@ -56,15 +56,21 @@ def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
     return prev[-1]
 
 
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level tokenizer over :data:`VOCAB`; ``add_special_tokens=True`` prepends ``<bos>``, nothing else."""
-    vocab = {w: i for i, w in enumerate(VOCAB)}
+def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer: ``<pad> <bos> <eos> <unk>`` then ``words``, split on whitespace;
+    ``add_special_tokens=True`` prepends ``<bos>``, nothing else."""
+    vocab = {w: i for i, w in enumerate((*SPECIAL, *words))}
     t = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
     return PreTrainedTokenizerFast(
         tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
     )
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    """The world's tokenizer over :data:`VOCAB`."""
+    return word_tokenizer(VOCAB[len(SPECIAL) :])
 
 
 def parse_prompt(prompt: str) -> tuple[list[str], list[str]]:
