@@ -123,7 +123,7 @@ def ranking_report(policy, reference, tokenizer, rows: Sequence[dict], beta: flo
         "ranking_acc": float(np.mean(pol_right)),
         "ranking_acc_norm": float(np.mean(pc / nc > pr / nr)),
         "ref_ranking_acc": float(np.mean(ref_right)),
-        "reward_acc": float(np.mean((pc - rc) > (pr - rr))),
+        "reward_acc": win_rate(pc - rc, pr - rr),  # ties (e.g. policy == reference) count half
         "margin": float(np.mean(beta * ((pc - rc) - (pr - rr)))),
         "flipped_to_right": float(np.mean(pol_right[~ref_right])) if (~ref_right).any() else float("nan"),
         "flipped_to_wrong": float(np.mean(~pol_right[ref_right])) if ref_right.any() else float("nan"),

@@ -28,6 +28,7 @@ def fresh_cache(tmp_path_factory):
 def run_notebook(nb: Path, out_dir: Path, **params) -> dict:
     import papermill as pm
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
         str(nb),
         str(out_dir / nb.name),

@@ -103,7 +103,7 @@ class StringWorld:
     Oracle. For a prompt with gold steps g_1..g_k and a response whose ``|``-separated steps are r_1..r_m::
 
         s_i   = 1 - lev(r_i, g_i) / max(|r_i|, |g_i|, 1)      (s_i = 0 when i > m: a missing step)
-        w_i   = 1 for i < k,  w_k = 2                          (the final answer counts double)
+        w_i   = 1 for i < k,  w_k = final_weight (2)           (the final answer counts double)
         score = sum_i w_i s_i / (sum_i w_i + max(0, m - k))    (each extra step adds 1 to the denominator)
 
     where lev is the edit distance over tokens (a non-letter token inside a step never matches a gold letter).
@@ -125,7 +125,7 @@ class StringWorld:
     max_len: int = 7
     min_ops: int = 1
     max_ops: int = 3
-    demo_noise: float = 0.2  # probability that a demonstration step is corrupted (calibrated for the toy SFT model)
+    demo_noise: float = 0.2  # P(a demonstration step is corrupted); SFT'd toy models then sample at ≈ 0.7 oracle score
     rater_tau: float = 0.1  # rater temperature: a 0.1 score gap -> P = σ(1) ≈ 0.73
     final_weight: float = 2.0  # weight of the final step in the oracle score (the others weigh 1)
     tokenizer: PreTrainedTokenizerFast = field(init=False, repr=False, compare=False)
@@ -200,7 +200,12 @@ class StringWorld:
 
     def demonstration(self, prompt: str, rng: random.Random) -> str:
         """The gold response written with noise: each step is corrupted with probability ``demo_noise``, and later
-        steps apply their operation to the (possibly wrong) string written so far."""
+        steps apply their operation to the (possibly wrong) string written so far.
+
+        For SFT, draw a fresh demonstration each time a prompt is visited: a model trained for many epochs on one
+        fixed demonstration per prompt memorises its mistakes, and its samples then barely differ from its greedy
+        output, which leaves preference learning little to compare.
+        """
         ops, s = parse_prompt(prompt)
         steps = []
         for op in ops:
