@@ -262,7 +262,9 @@ if profile == "toy":
 over_beta, over_steps = 0.01, 2 * steps
 if profile == "toy":
     for s in seeds:
-        cfg = TrainConfig(steps=over_steps, lr=lr, seed=s, eval_every=max(1, over_steps // 6), desc=f"over-opt s{s}")
+        cfg = TrainConfig(
+            steps=over_steps, lr=lr, seed=s, eval_every=max(1, over_steps // (2 if smoke else 6)), desc=f"over-opt s{s}"
+        )
         ev = OracleEval(world, eval_prompts, ref_samples[s], pairs[s][:n_rank], over_beta, s)
         _, _, hist = run_arm(base, tok, pairs[s], dpo_loss, cfg, ev, batch_size=batch_size, beta=over_beta)
         curves[("over", s)] = hist.evals
@@ -288,12 +290,14 @@ if profile == "toy":
 # The same SFT base is saved, loaded back in 4-bit NF4 (double quantisation) with LoRA adapters on every linear
 # layer, exactly as the `hf` profile loads a Hugging Face model; its reference is the same 4-bit base with the
 # adapters disabled. LoRA trains far fewer parameters, so it gets its own (larger) learning rate, `lora_lr`.
+# bitsandbytes' 4-bit layers are slow on CPU, so smoke mode runs this arm for the first seed only.
 
 # %%
 if profile == "toy":
     import tempfile
 
-    for s in seeds:
+    qlora_seeds = seeds[:1] if smoke else seeds
+    for s in qlora_seeds:
         qbase = quantize_4bit(base, tempfile.mkdtemp(prefix="prefkit-q4-"), tok, lora=LoraSpec(r=lora_r), device=device)
         cfg = TrainConfig(steps=steps, lr=lora_lr, seed=s, eval_every=eval_every, desc=f"QLoRA s{s}")
         ev = OracleEval(world, eval_prompts, ref_samples[s], None, beta, s)
@@ -301,8 +305,8 @@ if profile == "toy":
         curves[("qlora", s)] = hist.evals
     fig, (ax,) = plot.figure(width=5.2)
     x = curves[("full", seeds[0])]["step"]
-    plot.mean_band(ax, x, [curves[("full", s)]["score"] for s in seeds], "full fine-tuning (fp32)")
-    plot.mean_band(ax, x, [curves[("qlora", s)]["score"] for s in seeds], f"QLoRA (NF4 + LoRA r{lora_r})")
+    plot.mean_band(ax, x, [curves[("full", s)]["score"] for s in qlora_seeds], "full fine-tuning (fp32)")
+    plot.mean_band(ax, x, [curves[("qlora", s)]["score"] for s in qlora_seeds], f"QLoRA (NF4 + LoRA r{lora_r})")
     ax.set(xlabel="step", ylabel="oracle score of samples", title=f"DPO β={beta}: QLoRA vs full")
     ax.legend()
     figures.append(plot.save(fig, out, "qlora_vs_full.png"))
@@ -429,7 +433,7 @@ if profile == "toy":
             extra={"ranking_acc_kept": acc_kept, "final_kl": [float(e["kl"].iloc[-1]) for e in over]},
         )
     )
-    gap = [abs(curves[("qlora", s)]["score"].iloc[-1] - curves[("full", s)]["score"].iloc[-1]) for s in seeds]
+    gap = [abs(curves[("qlora", s)]["score"].iloc[-1] - curves[("full", s)]["score"].iloc[-1]) for s in qlora_seeds]
     claims.append(
         make_claim(
             "C4",
