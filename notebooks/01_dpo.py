@@ -84,6 +84,7 @@ if importlib.util.find_spec("prefkit") is None:  # Colab or a bare kernel: insta
 # %%
 import copy
 import inspect
+from dataclasses import asdict
 import os
 from pathlib import Path
 
@@ -97,7 +98,7 @@ from prefkit.evaluate import ranking_report
 from prefkit.losses import dpo_loss, ipo_loss
 from prefkit.models import LoraSpec, Reference, quantize_4bit, resolve_device
 from prefkit.repro import make_claim, seed_everything, write_result
-from prefkit.train import TrainConfig, config_dict
+from prefkit.train import TrainConfig
 
 torch.set_num_threads(min(4, os.cpu_count() or 1))
 dev = resolve_device(device)
@@ -486,7 +487,7 @@ params = {
 extra = {"notebook": "01_dpo"}
 if profile == "toy":
     params.update(
-        base=config_dict(base_cfg),
+        base=asdict(base_cfg),
         world={
             "seed": world.seed,
             "n_train": world.n_train,

@@ -14,7 +14,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -274,8 +274,3 @@ def train(
         if ckpt is not None and (last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
             _save_checkpoint(accelerator.unwrap_model(policy), optimizer, step + 1, rows, evals, ckpt)
     return History(pd.DataFrame(rows), pd.DataFrame(evals))
-
-
-def config_dict(config) -> dict:
-    """A dataclass config as a plain dict (for result records)."""
-    return asdict(config)
