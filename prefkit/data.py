@@ -4,7 +4,10 @@ Column names follow TRL so that data moves between prefkit and TRL unchanged:
 
 - pairwise: ``prompt``, ``chosen``, ``rejected`` (strings or lists of token ids), optional ``strength`` in [0, 1],
   the probability that ``chosen`` beats ``rejected`` (a soft label; 1 means a hard preference);
-- listwise: ``prompt``, ``responses`` (K >= 2), ``scores`` (K finite floats, higher is better).
+- listwise: ``prompt``, ``responses`` (K >= 2), ``scores`` (K finite floats, higher is better);
+- tree: :class:`PreferenceTree`, a prompt with a tree of step continuations (:class:`StepNode`, each with a step
+  reward), flattened by :meth:`PreferenceTree.to_listwise` into a ranked list of its leaves (root-to-leaf paths) with
+  the per-step rewards and texts, and by :func:`step_token_spans` into per-step token spans.
 
 Every check raises :class:`PreferenceDataError` naming the row index and the field, never a silent skip.
 """
@@ -12,7 +15,8 @@ Every check raises :class:`PreferenceDataError` naming the row index and the fie
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 PAIRWISE_FIELDS = ("prompt", "chosen", "rejected")
@@ -125,6 +129,93 @@ def listwise_to_pairwise(rows: Iterable[Mapping[str, Any]], how: str = "all") ->
             {"prompt": ex["prompt"], "chosen": ex["responses"][a], "rejected": ex["responses"][b]} for a, b in idx
         ]
     return pairs
+
+
+@dataclass
+class StepNode:
+    """One step of a multi-step response: its text, its reward, and the steps that continue it."""
+
+    text: str
+    reward: float
+    children: list[StepNode] = field(default_factory=list)
+
+
+@dataclass
+class PreferenceTree:
+    """A prompt and a tree of step continuations (Liao et al. 2024, Tree Preference Optimization).
+
+    Each root-to-leaf path is one complete response, its steps joined by ``separator``; leaves that share a prefix
+    share its steps. :meth:`to_listwise` turns the tree into a ranked list for a listwise loss.
+    """
+
+    prompt: str
+    children: list[StepNode]
+    separator: str = " | "
+
+    def paths(self) -> list[list[StepNode]]:
+        """Root-to-leaf paths, depth first, in the order the children are listed."""
+        out: list[list[StepNode]] = []
+
+        def walk(node: StepNode, path: list[StepNode]) -> None:
+            path = [*path, node]
+            if not node.children:
+                out.append(path)
+            for c in node.children:
+                walk(c, path)
+
+        for c in self.children:
+            walk(c, [])
+        return out
+
+    def to_listwise(self, score: Callable[[list[str], list[float]], float] | None = None, row: int = 0) -> dict:
+        """The leaves as one listwise row, best first: ``prompt``, ``responses`` (steps joined by the separator),
+        ``scores``, ``steps`` (each leaf's step texts) and ``step_rewards`` (each leaf's step rewards).
+
+        ``score(steps, rewards)`` maps a leaf's step texts and rewards to its score (default: the mean reward). Raises :class:`PreferenceDataError`
+        (naming ``row`` and the field) for an empty step, a non-finite reward, or fewer than 2 leaves.
+        """
+        score = score or (lambda steps, rewards: sum(rewards) / len(rewards))
+        leaves = []
+        for k, path in enumerate(self.paths()):
+            for d, node in enumerate(path):
+                _check_text(row, f"leaf {k} step {d} text", node.text)
+                _check_number(row, f"leaf {k} step {d} reward", node.reward)
+            steps, rewards = [n.text for n in path], [float(n.reward) for n in path]
+            leaves.append((steps, rewards, _check_number(row, f"leaf {k} score", score(steps, rewards))))
+        if len(leaves) < 2:
+            raise PreferenceDataError(row, "children", f"a tree needs at least 2 leaves, got {len(leaves)}")
+        leaves.sort(key=lambda leaf: -leaf[2])  # stable: equal scores keep the tree's order
+        return {
+            "prompt": self.prompt,
+            "responses": [self.separator.join(steps) for steps, _, _ in leaves],
+            "scores": [sc for _, _, sc in leaves],
+            "steps": [steps for steps, _, _ in leaves],
+            "step_rewards": [rewards for _, rewards, _ in leaves],
+        }
+
+
+def step_token_spans(tokenizer, steps: Sequence[str], separator: str = " | ") -> list[tuple[int, int]]:
+    """Token spans ``[start, end)`` of each step in the tokenised response ``separator.join(steps)``.
+
+    Indices count response tokens as :func:`prefkit.logps.encode` lays them out (no special tokens; the closing EOS
+    comes after the last span and belongs to the last step). A separator belongs to the step it closes, so the spans
+    tile the response. Uses the fast tokenizer's character offsets, so it works for any tokenizer, not only
+    word-level ones.
+    """
+    text = separator.join(steps)
+    starts, pos = [], 0
+    for st in steps:
+        starts.append(pos)
+        pos += len(st) + len(separator)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    step_of_token = [sum(1 for s0 in starts[1:] if a >= s0) for a, _ in enc["offset_mapping"]]
+    spans = []
+    for i in range(len(steps)):
+        idx = [t for t, s in enumerate(step_of_token) if s == i]
+        if not idx:
+            raise ValueError(f"step {i} ({steps[i]!r}) has no tokens of its own")
+        spans.append((idx[0], idx[-1] + 1))
+    return spans
 
 
 def to_hf_dataset(rows: Iterable[Mapping[str, Any]], kind: str = "pairwise"):

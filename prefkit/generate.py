@@ -31,6 +31,7 @@ def sample(
     seed: int | None = None,
     batch_size: int = 256,
     progress: bool | None = None,
+    stop: str | None = None,
 ) -> list[list[str]]:
     """``n`` responses per prompt, decoded without special tokens: a list (one per prompt) of ``n`` strings.
 
@@ -38,7 +39,8 @@ def sample(
     sequences per ``generate`` call (``batch_size // n`` prompts, at least one). ``seed`` makes sampling
     reproducible without touching the global torch RNG state. Works for plain, PEFT-wrapped and 4-bit models;
     the model's train/eval mode and the tokenizer's ``padding_side`` are restored afterwards. ``progress``: a tqdm
-    bar, by default only when there are more than four batches.
+    bar, by default only when there are more than four batches. ``stop``: a token (e.g. a step separator) that ends
+    a response like EOS does; it is kept at the end of the decoded text, so the caller can tell the two endings apart.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -53,7 +55,7 @@ def sample(
     gen_kw = dict(
         max_new_tokens=max_new_tokens,
         pad_token_id=pad,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id if stop is None else [tokenizer.eos_token_id, _token_id(tokenizer, stop)],
         num_return_sequences=n_gen,
     )
     gen_kw.update(_NEUTRAL)
@@ -85,6 +87,13 @@ def sample(
         tokenizer.padding_side = side
         model.train(was_training)
     return out
+
+
+def _token_id(tokenizer, token: str) -> int:
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"stop must be a single token of the vocabulary, got {token!r} -> {ids}")
+    return ids[0]
 
 
 def greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, batch_size: int = 256) -> list[str]:

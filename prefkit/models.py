@@ -234,6 +234,50 @@ class Reference:
         return out
 
     @torch.no_grad()
+    def precompute_lists(self, rows: list[dict], tokenizer, batch_size: int = 64) -> list[dict]:
+        """Copies of listwise ``rows`` (prompt, responses, scores) with ``ref_logps`` (K floats) added, computed once.
+        Rows are grouped by list size, so lists of different lengths are fine."""
+        from .logps import encode_lists, list_logps
+        from .train import step_ids
+
+        out: list[dict | None] = [None] * len(rows)
+        by_k: dict[int, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_k.setdefault(len(r["responses"]), []).append(i)
+        for idx in by_k.values():
+            for s in range(0, len(idx), batch_size):
+                chunk = [rows[i] for i in idx[s : s + batch_size]]
+                batch = encode_lists(tokenizer, [r["prompt"] for r in chunk], [r["responses"] for r in chunk])
+                if "step_spans" in chunk[0]:  # multi-step responses: per-step log-probs as well
+                    batch["step_ids"] = step_ids(batch["response_mask"], [sp for r in chunk for sp in r["step_spans"]])
+                    steps = self.list_step_logps(batch)  # (B, K, S)
+                    for i, r, st in zip(idx[s : s + batch_size], chunk, steps.tolist()):
+                        st = [v[: len(sp)] for v, sp in zip(st, r["step_spans"])]
+                        out[i] = {**rows[i], "ref_step_logps": st, "ref_logps": [sum(v) for v in st]}
+                    continue
+                with self.as_model() as m:
+                    lp, _ = list_logps(m, batch)
+                for i, values in zip(idx[s : s + batch_size], lp.tolist()):
+                    out[i] = {**rows[i], "ref_logps": values}
+        return out
+
+    @torch.no_grad()
+    def list_step_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """π_ref's (B, K, S) per-step log-probs of an ``encode_lists`` batch with ``step_ids``."""
+        from .logps import list_step_logps
+
+        with self.as_model() as m:
+            return list_step_logps(m, batch)[0]
+
+    @torch.no_grad()
+    def list_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """π_ref's (B, K) log-probs of an ``encode_lists`` batch."""
+        from .logps import list_logps
+
+        with self.as_model() as m:
+            return list_logps(m, batch)
+
+    @torch.no_grad()
     def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         key = None
         if self._cache is not None:

@@ -8,6 +8,7 @@ Any world (a dataclass) with ``tokenizer``, ``train_prompts``, ``demonstration(p
 from __future__ import annotations
 
 import inspect
+import math
 import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -74,6 +75,76 @@ def sample_pairs(world, model, prompts, n_candidates: int = 2, seed: int = 0, **
     return world.build_pairs(prompts, cands, random.Random(seed))
 
 
+def sample_lists(world, model, prompts, k: int, seed: int = 0, **sample_kw) -> list[dict]:
+    """``k`` sampled responses per prompt, scored by the oracle: listwise rows (prompt, responses, scores). Identical
+    samples stay (they tie, and ties form no pair), so every list has exactly ``k`` responses."""
+    cands = sample(model, world.tokenizer, prompts, n=k, seed=seed, **sample_kw)
+    return [
+        {"prompt": p, "responses": list(ys), "scores": [world.score(p, y) for y in ys]} for p, ys in zip(prompts, cands)
+    ]
+
+
+def sample_trees(world, model, prompts, branching=(2, 2, 2), seed: int = 0, max_step_tokens: int = 16):
+    """Preference trees grown step by step from ``model``: each node is continued by ``branching[d]`` sampled next
+    steps (sampling stops at the step separator ``|`` or at EOS), so leaves share their prefixes. Step rewards are the
+    oracle's per-step scores. Returns ``(trees, leaves_short)``: :class:`prefkit.data.PreferenceTree` per prompt, and
+    how many trees have fewer leaves than ``prod(branching)`` (a response that ended early stops its branch).
+    """
+    from .data import PreferenceTree, StepNode
+
+    roots: list[list] = [[] for _ in prompts]
+    frontier = [(i, [], roots[i]) for i in range(len(prompts))]  # (prompt index, steps so far, children list)
+    for depth, b in enumerate(branching):
+        queries = [" ".join([prompts[i], *(f"{st} |" for st in steps)]) for i, steps, _ in frontier]
+        cands = sample(
+            model, world.tokenizer, queries, n=b, seed=seed * 1000 + depth, max_new_tokens=max_step_tokens, stop="|"
+        )
+        nxt = []
+        for (i, steps, children), ys in zip(frontier, cands):
+            for y in ys:
+                ended = not y.endswith("|")
+                text = y.removesuffix("|").strip()
+                if not text:  # the model ended the response here: the parent is a leaf
+                    continue
+                gold_steps = world.step_scores(prompts[i], " | ".join([*steps, text]))
+                reward = gold_steps[depth] if depth < len(gold_steps) else 0.0  # a step the task does not have
+                node = StepNode(text, reward)
+                children.append(node)
+                if not ended:
+                    nxt.append((i, [*steps, text], node.children))
+        frontier = nxt
+    trees = [PreferenceTree(p, ch) for p, ch in zip(prompts, roots)]
+    full = math.prod(branching)
+    return trees, sum(len(t.paths()) < full for t in trees)
+
+
+def tree_rows(world, trees, tokenizer) -> list[dict]:
+    """Trees -> listwise rows ranked by the oracle score of each leaf, with per-step token spans for the loss."""
+    from .data import step_token_spans
+
+    rows = []
+    for n, tree in enumerate(trees):
+        row = tree.to_listwise(lambda steps, rewards, p=tree.prompt: world.score(p, " | ".join(steps)), row=n)
+        row["step_spans"] = [step_token_spans(tokenizer, steps, tree.separator) for steps in row["steps"]]
+        rows.append(row)
+    return rows
+
+
+def step_accuracy(world, prompts, responses) -> dict[str, float]:
+    """Exact-match rates of greedy/sampled ``responses``: per step (``step_1``, ...) and of the whole response."""
+    n_steps = max(len(world.solve(p)) for p in prompts)
+    right = [[] for _ in range(n_steps)]
+    exact = []
+    for p, y in zip(prompts, responses):
+        scores = world.step_scores(p, y)
+        for d, s in enumerate(scores):
+            right[d].append(s == 1.0)
+        exact.append(world.score(p, y) == 1.0)
+    out = {f"step_{d + 1}": sum(r) / len(r) for d, r in enumerate(right) if r}
+    out["exact_match"] = sum(exact) / len(exact)
+    return out
+
+
 def describe(model) -> dict[str, Any]:
     """Parameter count and shape of a toy model, for result records."""
     c = model.config
@@ -131,7 +202,7 @@ def run_arm(
     batch_size: int = 64,
     **hparams,
 ):
-    """Fine-tune a copy of ``base`` on pairwise ``rows`` with ``loss`` (+ ``hparams``, e.g. ``beta``).
+    """Fine-tune a copy of ``base`` on pairwise or listwise ``rows`` with ``loss`` (+ ``hparams``, e.g. ``beta``).
 
     ``evaluator(reference) -> eval_fn`` (e.g. :class:`OracleEval`) builds the evaluation once the reference exists. With
     ``reference="adapters_off"`` the base must already be a fresh PEFT model (it is trained in place, not copied).
@@ -140,13 +211,18 @@ def run_arm(
     import copy
 
     from .models import Reference
-    from .train import preference_objective
+    from .train import is_listwise, preference_objective
 
     policy = base if reference == "adapters_off" else copy.deepcopy(base)
     ref = Reference(policy, mode=reference)
-    if "ref_chosen_logps" in inspect.signature(loss).parameters:  # reference-based: π_ref's log-probs, once
+    listwise = is_listwise(loss)
+    if "ref_logps" in inspect.signature(loss).parameters:  # reference-based listwise: π_ref's log-probs, once
+        rows = ref.precompute_lists(rows, tokenizer)
+    elif "ref_chosen_logps" in inspect.signature(loss).parameters:  # reference-based pairwise
         rows = ref.precompute(rows, tokenizer)
-    batches = StepBatches(rows, tokenizer, batch_size, seed=train_config.seed)
+    batches = StepBatches(
+        rows, tokenizer, batch_size, seed=train_config.seed, kind="listwise" if listwise else "pairwise"
+    )
     eval_fn = evaluator(ref) if evaluator else None
     hist = train(policy, preference_objective(loss, ref, **hparams), batches, train_config, eval_fn=eval_fn)
     return policy, ref, hist

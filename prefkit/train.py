@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .logps import encode, encode_pairs, sequence_logps
+from .logps import encode, encode_lists, encode_pairs, list_logps, list_step_logps, sequence_logps
 from .repro import atomic_write_text
 
 Tensor = torch.Tensor
@@ -43,19 +43,21 @@ def pairwise_forward(policy, reference, batch: dict[str, Tensor], loss: Callable
     accuracy, and the policy's mean log-probs.
     """
     logps, lengths = sequence_logps(policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
-    B = logps.shape[0] // 2
+    B = logps.shape[0] // batch.get("n_branches", 2)
     inputs = {
         "policy_chosen_logps": logps[:B],
-        "policy_rejected_logps": logps[B:],
+        "policy_rejected_logps": logps[B : 2 * B],
         "chosen_lengths": lengths[:B],
-        "rejected_lengths": lengths[B:],
+        "rejected_lengths": lengths[B : 2 * B],
     }
+    if batch.get("n_branches", 2) == 3:  # triples: gold responses after chosen and rejected (Triple PO)
+        inputs["policy_gold_logps"], inputs["gold_lengths"] = logps[2 * B :], lengths[2 * B :]
     if "ref_chosen_logps" in batch:  # precomputed once (Reference.precompute): the reference never changes
         inputs["ref_chosen_logps"] = batch["ref_chosen_logps"].to(logps.device)
         inputs["ref_rejected_logps"] = batch["ref_rejected_logps"].to(logps.device)
     elif reference is not None:
         ref_logps, _ = reference.logps(batch)
-        inputs["ref_chosen_logps"], inputs["ref_rejected_logps"] = ref_logps[:B], ref_logps[B:]
+        inputs["ref_chosen_logps"], inputs["ref_rejected_logps"] = ref_logps[:B], ref_logps[B : 2 * B]
     if "strength" in batch:  # soft labels: P(chosen > rejected) -> ε = 1 - p
         if "label_smoothing" in hparams:
             raise ValueError("the batch carries per-pair 'strength' (soft labels); do not also pass label_smoothing")
@@ -68,23 +70,86 @@ def pairwise_forward(policy, reference, batch: dict[str, Tensor], loss: Callable
         "rewards/margin": (chosen_r - rejected_r).mean().item(),
         "rewards/accuracy": (chosen_r > rejected_r).float().mean().item(),
         "logps/chosen": logps[:B].mean().item(),
-        "logps/rejected": logps[B:].mean().item(),
+        "logps/rejected": logps[B : 2 * B].mean().item(),
     }
     return losses, metrics
 
 
-def preference_objective(loss: Callable, reference=None, **hparams) -> Callable:
-    """A ``loss_fn(policy, batch) -> (scalar, metrics)`` for :func:`train` from a pairwise loss.
+def is_listwise(loss: Callable) -> bool:
+    """Listwise losses take (B, K) ``scores``; pairwise ones take chosen/rejected log-probs."""
+    return "scores" in inspect.signature(loss).parameters
 
-    The returned function carries ``initial_loss``: the loss at zero log-ratios (policy = reference), which the loop
-    checks at step 0 (ln 2 for the DPO family) together with zero implicit rewards.
+
+def listwise_forward(
+    policy, reference, batch: dict[str, Tensor], loss: Callable, shared_prompt: bool = True, **hparams
+):
+    """Log-probs of a listwise batch (B prompts x K responses, see :func:`prefkit.logps.list_logps`) -> per-example
+    losses and metrics: rewards of the best- and worst-scored responses, the fraction of preferred pairs the rewards
+    order correctly, and ``loss/at_reference``, the same loss with the policy replaced by its reference (zero
+    log-ratios), which the loop's step-0 check compares against.
     """
+    if "step_ids" in batch:  # responses made of steps (tree leaves): per-step log-probs and hidden states
+        step_logps, step_hidden, step_mask = list_step_logps(policy, batch, shared_prompt=shared_prompt)
+        logps, lengths = step_logps.sum(-1), batch["response_mask"].sum(-1).view_as(step_mask[..., 0])
+        lengths = lengths.to(logps.device)
+        inputs = {"policy_step_logps": step_logps, "step_hidden": step_hidden, "step_mask": step_mask}
+    else:
+        logps, lengths = list_logps(policy, batch, shared_prompt=shared_prompt)  # (B, K)
+        inputs = {}
+    scores = batch["scores"].to(logps.device)
+    inputs.update(policy_logps=logps, lengths=lengths, scores=scores)
+    if "ref_logps" in batch:  # precomputed once (Reference.precompute_lists)
+        inputs["ref_logps"] = batch["ref_logps"].to(logps.device)
+        if "ref_step_logps" in batch:
+            inputs["ref_step_logps"] = batch["ref_step_logps"].to(logps.device)
+    elif reference is not None:
+        if "step_ids" in batch:
+            inputs["ref_step_logps"] = reference.list_step_logps(batch)
+            inputs["ref_logps"] = inputs["ref_step_logps"].sum(-1)
+        else:
+            inputs["ref_logps"] = reference.list_logps(batch)[0]
+    losses, rewards = call_loss(loss, **inputs, **hparams)
+    best = scores == scores.amax(-1, keepdim=True)
+    worst = scores == scores.amin(-1, keepdim=True)
+    pairs = scores[:, :, None] > scores[:, None, :]
+    right = (rewards[:, :, None] > rewards[:, None, :]) & pairs
+    metrics = {
+        "loss": losses.mean().item(),
+        "rewards/best": (rewards * best).sum().item() / best.sum().item(),
+        "rewards/worst": (rewards * worst).sum().item() / worst.sum().item(),
+        "rewards/pair_accuracy": right.sum().item() / max(1, pairs.sum().item()),
+        "logps/mean": (logps / lengths.clamp(min=1)).mean().item(),
+    }
+    if "ref_logps" in inputs:
+        with torch.no_grad():
+            at_ref = {"policy_logps": inputs["ref_logps"], "policy_step_logps": inputs.get("ref_step_logps")}
+            at_ref = call_loss(loss, **{**inputs, **at_ref}, **hparams)[0]
+        metrics["loss/at_reference"] = at_ref.mean().item()
+    return losses, metrics
+
+
+def preference_objective(loss: Callable, reference=None, shared_prompt: bool = True, **hparams) -> Callable:
+    """A ``loss_fn(policy, batch) -> (scalar, metrics)`` for :func:`train` from a pairwise or listwise loss.
+
+    For pairwise losses the returned function carries ``initial_loss``: the loss at zero log-ratios (policy =
+    reference), which the loop checks at step 0 (ln 2 for the DPO family) together with zero implicit rewards.
+    Listwise losses depend on the list's scores even at zero log-ratios, so their batches report the loss at the
+    reference (``loss/at_reference``) and the loop checks against that. ``shared_prompt`` applies to listwise
+    batches (see :func:`prefkit.logps.list_logps`).
+    """
+    if is_listwise(loss):
+
+        def loss_fn(policy, batch):
+            losses, metrics = listwise_forward(policy, reference, batch, loss, shared_prompt, **hparams)
+            return losses.mean(), metrics
+
+        return loss_fn
 
     def loss_fn(policy, batch):
         losses, metrics = pairwise_forward(policy, reference, batch, loss, **hparams)
         return losses.mean(), metrics
 
-    if reference is not None:
+    if reference is not None and "ref_chosen_logps" in inspect.signature(loss).parameters:
         zero = torch.zeros(1)
         inputs = {
             k: zero for k in ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
@@ -105,17 +170,38 @@ def sft_objective() -> Callable:
     return loss_fn
 
 
+def step_ids(response_mask: Tensor, spans: Sequence[Sequence[tuple[int, int]]]) -> Tensor:
+    """(N, R) step index of each response token, -1 on padding, from each response's step spans; tokens after the
+    last span (the closing EOS) belong to the last step."""
+    ids = torch.full(response_mask.shape, -1, dtype=torch.long)
+    for i, sp in enumerate(spans):
+        n = int(response_mask[i].sum())
+        for s, (a, b) in enumerate(sp):
+            ids[i, a:b] = s
+        ids[i, sp[-1][1] : n] = len(sp) - 1
+    return ids
+
+
+def pad_steps(values: Sequence[Sequence[Sequence[float]]]) -> Tensor:
+    """Per-row, per-response lists of per-step numbers -> (B, K, S) tensor, zero-padded to the longest."""
+    S = max(len(v) for row in values for v in row)
+    return torch.tensor([[list(v) + [0.0] * (S - len(v)) for v in row] for row in values], dtype=torch.float32)
+
+
 class StepBatches:
     """Step-indexed batches over a fixed list of rows: ``batches[step]`` is a deterministic function of the seed and
     the step, so a resumed run sees exactly the batches it would have seen. Each epoch is a fresh permutation.
 
-    ``kind``: ``"pairwise"`` (rows with prompt/chosen/rejected, optional ``strength`` and precomputed
-    ``ref_chosen_logps`` / ``ref_rejected_logps``) or ``"sft"`` (prompt/response).
+    ``kind``: ``"pairwise"`` (rows with prompt/chosen/rejected, optional ``strength``, ``gold`` (triples) and
+    precomputed ``ref_chosen_logps`` / ``ref_rejected_logps``), ``"listwise"`` (prompt/responses/scores, optional
+    ``ref_logps``, and for multi-step responses ``step_spans`` (per response, from
+    :func:`prefkit.data.step_token_spans`) with optional ``ref_step_logps``; every list in the rows must have the
+    same length) or ``"sft"`` (prompt/response).
     """
 
     def __init__(self, rows: Sequence[dict], tokenizer, batch_size: int, seed: int = 0, kind: str = "pairwise"):
-        if kind not in ("pairwise", "sft"):
-            raise ValueError(f"kind must be 'pairwise' or 'sft', got {kind!r}")
+        if kind not in ("pairwise", "listwise", "sft"):
+            raise ValueError(f"kind must be 'pairwise', 'listwise' or 'sft', got {kind!r}")
         if not rows:
             raise ValueError("no rows to batch")
         self.rows, self.tok, self.bs, self.seed, self.kind = list(rows), tokenizer, batch_size, seed, kind
@@ -134,7 +220,22 @@ class StepBatches:
         rows = [self.rows[i] for i in self._perm(epoch)[k * self.bs : (k + 1) * self.bs]]
         if self.kind == "sft":
             return encode(self.tok, [r["prompt"] for r in rows], [r["response"] for r in rows])
-        batch = encode_pairs(self.tok, rows)
+        if self.kind == "listwise":
+            batch = encode_lists(self.tok, [r["prompt"] for r in rows], [r["responses"] for r in rows])
+            batch["scores"] = torch.tensor([[float(x) for x in r["scores"]] for r in rows])
+            if "ref_logps" in rows[0]:
+                batch["ref_logps"] = torch.tensor([[float(x) for x in r["ref_logps"]] for r in rows])
+            if "step_spans" in rows[0]:
+                batch["step_ids"] = step_ids(batch["response_mask"], [sp for r in rows for sp in r["step_spans"]])
+                if "ref_step_logps" in rows[0]:
+                    batch["ref_step_logps"] = pad_steps([r["ref_step_logps"] for r in rows])
+            return batch
+        if "gold" in rows[0]:  # triples (Triple PO): chosen, rejected, then gold, in one forward
+            prompts = [r["prompt"] for r in rows]
+            batch = encode(self.tok, prompts * 3, [r[k] for k in ("chosen", "rejected", "gold") for r in rows])
+            batch["n_branches"] = 3
+        else:
+            batch = encode_pairs(self.tok, rows)
         if any("strength" in r for r in rows):
             batch["strength"] = torch.tensor([float(r.get("strength", 1.0)) for r in rows])
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
@@ -173,11 +274,12 @@ class History:
 
 
 def _check_step0(loss_fn, loss: float, metrics: dict, tol: float) -> None:
-    expected = getattr(loss_fn, "initial_loss", None)
+    expected = metrics.get("loss/at_reference", getattr(loss_fn, "initial_loss", None))
     if expected is None:
         return
-    rewards = [abs(metrics.get(k, 0.0)) for k in ("rewards/chosen", "rewards/rejected")]
-    if abs(loss - expected) > tol or max(rewards) > tol:
+    keys = ("rewards/chosen", "rewards/rejected", "rewards/best", "rewards/worst")
+    rewards = [abs(metrics[k]) for k in keys if k in metrics]
+    if abs(loss - expected) > tol or max(rewards, default=0.0) > tol:
         raise SanityCheckError(
             f"step 0: loss {loss:.6f} (expected {expected:.6f} = loss at policy == reference) and rewards "
             f"{rewards} (expected 0) differ by more than {tol}: the policy does not start at its reference "

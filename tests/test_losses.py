@@ -15,13 +15,21 @@ import torch
 import prefkit.losses as losses_pkg
 from prefkit.losses import (
     CONFIGS,
+    LISTWISE,
     LOSSES,
+    all_pairs_dpo_loss,
+    best_worst_dpo_loss,
     dpo_loss,
     get_loss,
     hinge_loss,
     ipo_loss,
+    lipo_lambda_loss,
+    plackett_luce_loss,
+    pro_loss,
     robust_dpo_loss,
     simpo_loss,
+    tree_po_loss,
+    triple_po_loss,
 )
 
 B = 6
@@ -285,13 +293,14 @@ def test_robust_is_unbiased_under_flips():
     torch.testing.assert_close((1 - eps) * kept + eps * flipped, dpo_loss(**x, beta=beta)[0])
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", sorted(set(LOSSES) - LISTWISE))
 def test_rewards_are_detached(name):
     x = _inputs(12, grad=True)
     lc, lr = _lengths()
     from prefkit.train import call_loss
 
-    loss, rc, rr = call_loss(get_loss(name), **x, chosen_lengths=lc, rejected_lengths=lr)
+    gold = {"policy_gold_logps": x["policy_chosen_logps"] - 1.0, "gold_lengths": lc}  # triple losses only
+    loss, rc, rr = call_loss(get_loss(name), **x, chosen_lengths=lc, rejected_lengths=lr, **gold)
     assert loss.requires_grad
     assert not rc.requires_grad and not rr.requires_grad
     assert loss.shape == rc.shape == rr.shape == (B,)
@@ -305,10 +314,21 @@ def test_registry_knows_all_names():
         "ipo": ipo_loss,
         "hinge": hinge_loss,
         "simpo": simpo_loss,
+        "triple_po": triple_po_loss,
+        "triple_po_l": triple_po_loss,
+    }
+    expected |= {
+        "lipo_lambda": lipo_lambda_loss,
+        "dpo_all_pairs": all_pairs_dpo_loss,
+        "dpo_best_worst": best_worst_dpo_loss,
+        "dpo_pl": plackett_luce_loss,
+        "pro": pro_loss,
+        "tree_po": tree_po_loss,
     }
     for name, fn in expected.items():
         assert get_loss(name) is fn
     assert set(LOSSES) == set(expected) == set(CONFIGS)
+    assert LISTWISE == {"lipo_lambda", "dpo_all_pairs", "dpo_best_worst", "dpo_pl", "pro", "tree_po"}
 
 
 def test_registry_unknown_name_lists_known_ones():

@@ -62,7 +62,7 @@ def test_step_batches_are_a_function_of_seed_and_step(tok, pair_rows):
     assert torch.equal(a[7]["input_ids"], StepBatches(rows, tok, 4, seed=3)[7]["input_ids"])
     assert not torch.equal(a[0]["input_ids"], StepBatches(rows, tok, 4, seed=4)[0]["input_ids"])
     with pytest.raises(ValueError, match="kind"):
-        StepBatches(rows, tok, 4, kind="listwise")
+        StepBatches(rows, tok, 4, kind="triplewise")
     with pytest.raises(ValueError, match="no rows"):
         StepBatches([], tok, 4)
 

@@ -46,6 +46,21 @@ class SimPOConfig:
     gamma: float = 1.0  # target margin γ; the paper tunes γ/β in [0.3, 0.8], γ = 1.0 with β = 2.0 for Mistral-Base
 
 
+@dataclass
+class TriplePOConfig:
+    beta: float = 0.01  # Saeidi et al.'s README/run script and TRL's TPOConfig (the official config class says 0.1)
+    alpha: float = 1.0  # same sources (the official config class says 0.05)
+    gamma: float = 0.0  # margin; 0 for TPO
+    length_normalize: bool = False  # False: TPO (summed log-probs); True: TPO-L
+
+
+@dataclass
+class TriplePOLConfig(TriplePOConfig):
+    beta: float = 2.0  # TPO-L on a base model in the official README's table (Mistral-Base, γ = 1.6)
+    gamma: float = 0.5  # TRL's default tpo_l_gamma; the README's table ranges over 0.3-10
+    length_normalize: bool = True
+
+
 def _rewards(beta: float, policy_logps: Tensor, ref_logps: Tensor) -> Tensor:
     return (beta * (policy_logps - ref_logps)).detach()
 
@@ -163,3 +178,31 @@ def simpo_loss(
     rejected_rewards = beta * policy_rejected_logps / rejected_lengths.clamp(min=1)
     losses = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma)  # Eq. 6
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def triple_po_loss(
+    policy_chosen_logps: Tensor,  # (B,)
+    policy_rejected_logps: Tensor,  # (B,)
+    policy_gold_logps: Tensor,  # (B,)
+    chosen_lengths: Tensor,  # (B,)
+    rejected_lengths: Tensor,  # (B,)
+    gold_lengths: Tensor,  # (B,)
+    beta: float = 0.01,
+    alpha: float = 1.0,
+    gamma: float = 0.0,
+    length_normalize: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Triple Preference Optimization (Saeidi et al. 2024, arXiv:2405.16681): no reference model, one step from a
+    base model, on triples (y_gold, y_w, y_l).
+
+    L = -log σ(β log π(y_w|x) - β log π(y_l|x)) + α NLL(y_gold), with NLL the gold response's per-token negative
+    log-likelihood. TPO-L (``length_normalize=True``) uses per-token averages and a margin γ:
+    L = -log σ(β/|y_w| log π(y_w|x) - β/|y_l| log π(y_l|x) - γ) + α NLL(y_gold).
+    """
+    if length_normalize:
+        chosen, rejected = policy_chosen_logps / chosen_lengths, policy_rejected_logps / rejected_lengths
+    else:
+        chosen, rejected = policy_chosen_logps, policy_rejected_logps
+    preference = -F.logsigmoid(beta * (chosen - rejected) - gamma)
+    nll = -policy_gold_logps / gold_lengths.clamp(min=1)
+    return preference + alpha * nll, (beta * chosen).detach(), (beta * rejected).detach()
