@@ -167,6 +167,19 @@ class PreferenceTree:
             walk(c, [])
         return out
 
+    def render(self) -> str:
+        """The tree as indented text, one step per line with its reward."""
+        lines = [self.prompt]
+
+        def walk(node: StepNode, depth: int) -> None:
+            lines.append(f"{'    ' * depth}└─ {node.text}   [{node.reward:.2f}]")
+            for c in node.children:
+                walk(c, depth + 1)
+
+        for c in self.children:
+            walk(c, 1)
+        return "\n".join(lines)
+
     def to_listwise(self, score: Callable[[list[str], list[float]], float] | None = None, row: int = 0) -> dict:
         """The leaves as one listwise row, best first: ``prompt``, ``responses`` (steps joined by the separator),
         ``scores``, ``steps`` (each leaf's step texts) and ``step_rewards`` (each leaf's step rewards).

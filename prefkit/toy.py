@@ -145,6 +145,56 @@ def step_accuracy(world, prompts, responses) -> dict[str, float]:
     return out
 
 
+def sample_triples(world, model, prompts, n_candidates: int = 4, seed: int = 0, **sample_kw):
+    """Triples for Triple Preference Optimization, built the way Saeidi et al. build them from UltraFeedback: sample
+    ``n_candidates`` responses per prompt, rank them by oracle score, and take the best as ``gold``, the second best
+    as ``chosen`` and the worst as ``rejected``. Returns ``(rows, dropped)``; a prompt is dropped (and counted) when
+    its second-best and worst candidates score the same, so no preference can be stated.
+    """
+    cands = sample(model, world.tokenizer, prompts, n=n_candidates, seed=seed, **sample_kw)
+    rows, dropped = [], 0
+    for p, ys in zip(prompts, cands):
+        ranked = sorted(((world.score(p, y), y) for y in ys), key=lambda t: -t[0])  # stable on ties
+        (g_s, gold), (c_s, chosen), (r_s, rejected) = ranked[0], ranked[1], ranked[-1]
+        if c_s == r_s:
+            dropped += 1
+            continue
+        rows.append(
+            {"prompt": p, "gold": gold, "chosen": chosen, "rejected": rejected,
+             "score_gold": g_s, "score_chosen": c_s, "score_rejected": r_s}
+        )  # fmt: skip
+    return rows, dropped
+
+
+def flip_labels(rows, flip: float, seed: int = 0) -> list[dict]:
+    """Copies of pairwise ``rows`` with chosen and rejected swapped (annotator noise) with probability ``flip``;
+    each row records ``flipped``. Other fields (a gold response, say) are left alone. Deterministic in ``seed``, and
+    the rows flipped at a lower rate are a subset of those flipped at a higher one."""
+    rng = random.Random(f"flips-{seed}")
+    out = []
+    for r in rows:
+        flipped = rng.random() < flip
+        swap = {"chosen": r["rejected"], "rejected": r["chosen"]} if flipped else {}
+        if flipped and "score_chosen" in r:
+            swap.update(score_chosen=r["score_rejected"], score_rejected=r["score_chosen"])
+        out.append({**r, **swap, "flipped": flipped})
+    return out
+
+
+def oracle_summary(world, model, prompts, seed: int = 0) -> dict[str, float]:
+    """Mean oracle score of one sampled response per prompt (``score``) and of the greedy response
+    (``greedy_score``), with the greedy responses' exact-match rates per step and overall (:func:`step_accuracy`)."""
+    from .generate import greedy
+
+    sampled = [ys[0] for ys in sample(model, world.tokenizer, prompts, seed=seed)]
+    greedy_out = greedy(model, world.tokenizer, prompts)
+    return {
+        "score": sum(world.score(p, y) for p, y in zip(prompts, sampled)) / len(prompts),
+        "greedy_score": sum(world.score(p, y) for p, y in zip(prompts, greedy_out)) / len(prompts),
+        **step_accuracy(world, prompts, greedy_out),
+    }
+
+
 def describe(model) -> dict[str, Any]:
     """Parameter count and shape of a toy model, for result records."""
     c = model.config

@@ -200,3 +200,36 @@ def test_sampled_trees_carry_the_oracle_step_rewards():
     full = [t for t in trees if len(t.paths()) == 4]
     for row in tree_rows(world, full, world.tokenizer):
         assert row["scores"] == [world.score(row["prompt"], y) for y in row["responses"]]
+
+
+def test_triples_rank_candidates_and_flips_are_nested():
+    from prefkit.models import TinyLlamaConfig, tiny_llama
+    from prefkit.toy import flip_labels, sample_triples
+
+    world = StringWorld(n_train=40, n_eval=4)
+    m = tiny_llama(world.tokenizer, TinyLlamaConfig(hidden_size=64), seed=0)
+    rows, dropped = sample_triples(world, m, world.train_prompts, seed=0, max_new_tokens=8)
+    assert len(rows) + dropped == 40
+    for r in rows:
+        assert r["score_gold"] >= r["score_chosen"] > r["score_rejected"]
+        assert r["score_gold"] == world.score(r["prompt"], r["gold"])
+    noisy = {f: flip_labels(rows, f, seed=3) for f in (0.0, 0.2, 0.6)}
+    assert not any(r["flipped"] for r in noisy[0.0])
+    low, high = (
+        {i for i, r in enumerate(noisy[0.2]) if r["flipped"]},
+        {i for i, r in enumerate(noisy[0.6]) if r["flipped"]},
+    )
+    assert low <= high and len(high) > len(low)
+    for i in high:
+        a, b = rows[i], noisy[0.6][i]
+        assert (b["chosen"], b["rejected"], b["gold"]) == (a["rejected"], a["chosen"], a["gold"])
+        assert b["score_chosen"] < b["score_rejected"]
+
+
+def test_step_accuracy_counts_exact_steps():
+    from prefkit.toy import step_accuracy
+
+    world = StringWorld(n_train=10, n_eval=4)
+    p = "reverse shift : c a b ="  # gold: "b a c | c b d"
+    got = step_accuracy(world, [p, p], ["b a c | c b d", "b a c | c b e"])
+    assert got == {"step_1": 1.0, "step_2": 0.5, "exact_match": 0.5}
