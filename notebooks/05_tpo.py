@@ -308,9 +308,9 @@ else:
         model_name, quantize=None if quantize == "none" else quantize, lora=LoraSpec(r=lora_r), device=device
     )
     rows = load_pairwise(dataset, limit=200 if smoke else None)
-    for i, r in enumerate(rows):
-        if not str(r.get("gold", "")).strip():
-            raise PreferenceDataError(i, "gold", "is missing or empty (Triple-PO needs a gold response per row)")
+    for i, r in enumerate(rows):  # load_pairwise checks a gold response when there is one; Triple-PO needs it
+        if "gold" not in r:
+            raise PreferenceDataError(i, "gold", "is missing (Triple-PO needs a gold response per row)")
     n_held = max(8, len(rows) // 10)
     triples, held_out = {(seeds[0], 0.0): rows[n_held:]}, rows[:n_held]
     print(f"{len(rows) - n_held} training triples, {n_held} held out")

@@ -3,7 +3,8 @@
 Column names follow TRL so that data moves between prefkit and TRL unchanged:
 
 - pairwise: ``prompt``, ``chosen``, ``rejected`` (strings or lists of token ids), optional ``strength`` in [0, 1],
-  the probability that ``chosen`` beats ``rejected`` (a soft label; 1 means a hard preference);
+  the probability that ``chosen`` beats ``rejected`` (a soft label; 1 means a hard preference), and optional
+  ``gold``, a reference response (Triple PO's triples);
 - listwise: ``prompt``, ``responses`` (K >= 2), ``scores`` (K finite floats, higher is better);
 - tree: :class:`PreferenceTree`, a prompt with a tree of step continuations (:class:`StepNode`, each with a step
   reward), flattened by :meth:`PreferenceTree.to_listwise` into a ranked list of its leaves (root-to-leaf paths) with
@@ -76,6 +77,8 @@ def validate_pairwise(rows: Iterable[Mapping[str, Any]], allow_identical: bool =
             _check_text(i, f, ex[f], allow_empty=(f == "prompt"))
         if not allow_identical and list(ex["chosen"]) == list(ex["rejected"]):
             raise PreferenceDataError(i, "rejected", "is identical to 'chosen' (a tie is not a preference)")
+        if "gold" in ex:  # triples (Triple PO): a gold response besides chosen and rejected
+            _check_text(i, "gold", ex["gold"])
         row = dict(ex)
         if "strength" in ex and ex["strength"] is not None:
             s = _check_number(i, "strength", ex["strength"])

@@ -46,6 +46,8 @@ BAD_PAIRS = {
     "strength_below_0": ({**GOOD_PAIR, "strength": -0.1}, "strength"),
     "strength_string": ({**GOOD_PAIR, "strength": "0.5"}, "strength"),
     "strength_bool": ({**GOOD_PAIR, "strength": True}, "strength"),
+    "gold_empty": ({**GOOD_PAIR, "gold": " "}, "gold"),
+    "gold_none": ({**GOOD_PAIR, "gold": None}, "gold"),
 }
 
 

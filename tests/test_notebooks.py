@@ -56,26 +56,39 @@ def test_notebook_smoke(nb, tmp_path, fresh_cache):
         assert c["values"] and all(v is not None for v in c["values"]), f"claim {c['id']} has missing values"
 
 
-@pytest.mark.notebook
-def test_dpo_notebook_hf_profile_on_a_local_4bit_model(tmp_path, fresh_cache):
-    """The `hf` profile's real loading path (4-bit NF4 + LoRA from a local folder) runs the notebook end to end."""
+def _tiny_hf_model_and_rows(tmp_path):
+    """A tiny Llama saved to a local folder (as a downloaded model would be) and preference rows for it."""
     from prefkit.models import TinyLlamaConfig, tiny_llama
     from prefkit.worlds import StringWorld
 
     world = StringWorld(n_train=40, n_eval=8)
-    model_dir, data = tmp_path / "tiny-model", tmp_path / "pairs.jsonl"
+    model_dir = tmp_path / "tiny-model"
     model = tiny_llama(world.tokenizer, TinyLlamaConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128))
     model.save_pretrained(model_dir, safe_serialization=True)
     world.tokenizer.save_pretrained(model_dir)
     rows = [
-        {"prompt": p, "chosen": world.gold(p), "rejected": world.gold(p).split(" |")[0]} for p in world.train_prompts
+        {"prompt": p, "gold": world.gold(p), "chosen": world.gold(p), "rejected": world.gold(p).split(" |")[0]}
+        for p in world.train_prompts
     ]
-    rows = [r for r in rows if r["chosen"] != r["rejected"]]
+    return model_dir, [r for r in rows if r["chosen"] != r["rejected"]]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    "name, figure", [("01_dpo", "hf_training.png"), ("05_tpo", "hf_training.png")], ids=["01_dpo", "05_tpo"]
+)
+def test_notebook_hf_profile_on_a_local_4bit_model(name, figure, tmp_path, fresh_cache):
+    """The `hf` profile's real loading path (4-bit NF4 + LoRA from a local folder) runs the notebook end to end."""
+    model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
+    data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "out"
     result = run_notebook(
-        ROOT / "notebooks" / "01_dpo.ipynb", out, profile="hf", model_name=str(model_dir), dataset=str(data)
+        ROOT / "notebooks" / f"{name}.ipynb",
+        tmp_path / "out",
+        profile="hf",
+        model_name=str(model_dir),
+        dataset=str(data),
     )
     assert result["parameters"]["profile"] == "hf"
     assert [c["status"] for c in result["claims"]] == ["not asserted"]
-    assert result["figures"] == ["hf_training.png"]
+    assert result["figures"] == [figure]
