@@ -91,8 +91,11 @@ def validate_pairwise(rows: Iterable[Mapping[str, Any]], allow_identical: bool =
     return out
 
 
-def validate_listwise(rows: Iterable[Mapping[str, Any]], allow_ties: bool = True) -> list[dict]:
-    """Check listwise rows: K >= 2 responses, one finite score each, ties only where ``allow_ties``."""
+def validate_listwise(
+    rows: Iterable[Mapping[str, Any]], allow_ties: bool = True, allow_empty: bool = False
+) -> list[dict]:
+    """Check listwise rows: K >= 2 responses, one finite score each, ties only where ``allow_ties``. Empty responses
+    are refused unless ``allow_empty`` (a policy's own samples may legitimately end at once)."""
     out = []
     for i, ex in enumerate(rows):
         _require(i, ex, LISTWISE_FIELDS)
@@ -107,7 +110,7 @@ def validate_listwise(rows: Iterable[Mapping[str, Any]], allow_ties: bool = True
         if len(scores) != len(responses):
             raise PreferenceDataError(i, "scores", f"has {len(scores)} scores for {len(responses)} responses")
         for k, r in enumerate(responses):
-            _check_text(i, f"responses[{k}]", r)
+            _check_text(i, f"responses[{k}]", r, allow_empty=allow_empty)
         fs = [_check_number(i, f"scores[{k}]", s) for k, s in enumerate(scores)]
         if not allow_ties and len(set(fs)) < len(fs):
             raise PreferenceDataError(i, "scores", f"has ties ({fs}) and this loss does not allow them")
@@ -117,10 +120,10 @@ def validate_listwise(rows: Iterable[Mapping[str, Any]], allow_ties: bool = True
     return out
 
 
-def listwise_to_pairwise(rows: Iterable[Mapping[str, Any]], how: str = "all") -> list[dict]:
+def listwise_to_pairwise(rows: Iterable[Mapping[str, Any]], how: str = "all", allow_empty: bool = False) -> list[dict]:
     """Expand ranked lists into pairs: ``how="all"`` (every untied pair) or ``"best_worst"``."""
     pairs = []
-    for ex in validate_listwise(rows):
+    for ex in validate_listwise(rows, allow_empty=allow_empty):
         order = sorted(range(len(ex["scores"])), key=lambda k: -ex["scores"][k])
         if how == "best_worst":
             idx = [(order[0], order[-1])] if ex["scores"][order[0]] > ex["scores"][order[-1]] else []
@@ -252,12 +255,12 @@ def from_hf_dataset(ds, kind: str = "pairwise") -> list[dict]:
     return validate_pairwise(rows) if kind == "pairwise" else validate_listwise(rows)
 
 
-def load_pairwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
-    """Pairwise rows from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset id, validated.
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
-    Only string (non-conversational) columns are accepted: a conversational dataset (lists of messages) must be
-    rendered to text with its chat template first, and the error says so.
-    """
+
+def _read_rows(source: str, split: str, limit: int | None, fields: Sequence[str]) -> list[dict]:
+    """Rows from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset id; conversational fields refused."""
     import json
     from pathlib import Path
 
@@ -271,7 +274,23 @@ def load_pairwise(source: str, split: str = "train", limit: int | None = None) -
         rows = [dict(r) for r in datasets.load_dataset(source, split=split)]
     rows = rows[:limit] if limit else rows
     for i, r in enumerate(rows):
-        for f in PAIRWISE_FIELDS:
-            if isinstance(r.get(f), list) and r[f] and isinstance(r[f][0], dict):
+        for f in fields:
+            v = r.get(f)
+            if _is_messages(v) or (f == "responses" and isinstance(v, list) and any(_is_messages(x) for x in v)):
                 raise PreferenceDataError(i, f, "is conversational (a list of messages); render it to text first")
-    return validate_pairwise(rows)
+    return rows
+
+
+def load_pairwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Pairwise rows from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset id, validated.
+
+    Only string (non-conversational) columns are accepted: a conversational dataset (lists of messages) must be
+    rendered to text with its chat template first, and the error says so.
+    """
+    return validate_pairwise(_read_rows(source, split, limit, PAIRWISE_FIELDS))
+
+
+def load_listwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Listwise rows (prompt, responses, scores) from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset
+    id, validated like :func:`load_pairwise`."""
+    return validate_listwise(_read_rows(source, split, limit, LISTWISE_FIELDS))

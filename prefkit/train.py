@@ -204,7 +204,7 @@ class StepBatches:
             raise ValueError(f"kind must be 'pairwise', 'listwise' or 'sft', got {kind!r}")
         if not rows:
             raise ValueError("no rows to batch")
-        self.rows, self.tok, self.bs, self.seed, self.kind = list(rows), tokenizer, batch_size, seed, kind
+        self.rows, self.tok, self.bs, self.seed, self.kind = list(rows), tokenizer, int(batch_size), int(seed), kind
         self._perms: dict[int, list[int]] = {}
 
     def _perm(self, epoch: int) -> list[int]:

@@ -237,3 +237,48 @@ def test_from_hf_dataset_validates():
     with pytest.raises(PreferenceDataError) as e:
         from_hf_dataset(ds)
     _assert_names(e.value, 1, "strength")
+
+
+def test_load_pairwise_and_listwise_from_json_and_jsonl(tmp_path):
+    import json
+
+    from prefkit.data import load_listwise, load_pairwise
+
+    pairs = [GOOD_PAIR, {**GOOD_PAIR, "prompt": "q"}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    (tmp_path / "p.json").write_text(json.dumps(pairs))
+    assert load_pairwise(str(tmp_path / "p.jsonl")) == load_pairwise(str(tmp_path / "p.json")) == pairs
+    assert load_pairwise(str(tmp_path / "p.json"), limit=1) == pairs[:1]
+    lists = [{"prompt": "p", "responses": ["a", "b", "c"], "scores": [1, 0.5, 0]}]
+    (tmp_path / "l.jsonl").write_text(json.dumps(lists[0]) + "\n")
+    assert load_listwise(str(tmp_path / "l.jsonl"))[0]["scores"] == [1.0, 0.5, 0.0]
+    bad = [{**lists[0], "scores": [1, 0.5]}]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(PreferenceDataError) as e:
+        load_listwise(str(tmp_path / "bad.json"))
+    _assert_names(e.value, 0, "scores")
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "listwise"])
+def test_conversational_rows_are_refused_with_a_hint(tmp_path, kind):
+    import json
+
+    from prefkit.data import load_listwise, load_pairwise
+
+    msgs = [{"role": "assistant", "content": "a"}]
+    row = (
+        {"prompt": "p", "chosen": msgs, "rejected": "b"}
+        if kind == "pairwise"
+        else {"prompt": "p", "responses": ["a", msgs], "scores": [1, 0]}
+    )
+    (tmp_path / "c.json").write_text(json.dumps([row]))
+    with pytest.raises(PreferenceDataError, match="render it to text first") as e:
+        (load_pairwise if kind == "pairwise" else load_listwise)(str(tmp_path / "c.json"))
+    _assert_names(e.value, 0, "chosen" if kind == "pairwise" else "responses")
+
+
+def test_sampled_lists_may_hold_empty_responses_when_asked():
+    rows = [{"prompt": "p", "responses": ["a", ""], "scores": [1.0, 0.0]}]
+    with pytest.raises(PreferenceDataError, match="empty"):
+        listwise_to_pairwise(rows)
+    assert listwise_to_pairwise(rows, allow_empty=True) == [{"prompt": "p", "chosen": "a", "rejected": ""}]

@@ -74,12 +74,19 @@ def _tiny_hf_model_and_rows(tmp_path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize(
-    "name, figure", [("01_dpo", "hf_training.png"), ("05_tpo", "hf_training.png")], ids=["01_dpo", "05_tpo"]
-)
-def test_notebook_hf_profile_on_a_local_4bit_model(name, figure, tmp_path, fresh_cache):
+@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "05_tpo"])
+def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
     """The `hf` profile's real loading path (4-bit NF4 + LoRA from a local folder) runs the notebook end to end."""
     model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
+    if name == "02_lipo":  # ranked lists: gold, its first step, the first step cut short
+        rows = [
+            {
+                "prompt": r["prompt"],
+                "responses": [r["gold"], r["rejected"], r["rejected"][:1]],
+                "scores": [1.0, 0.5, 0.0],
+            }
+            for r in rows
+        ]
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = run_notebook(
@@ -91,4 +98,4 @@ def test_notebook_hf_profile_on_a_local_4bit_model(name, figure, tmp_path, fresh
     )
     assert result["parameters"]["profile"] == "hf"
     assert [c["status"] for c in result["claims"]] == ["not asserted"]
-    assert result["figures"] == [figure]
+    assert result["figures"] == ["hf_training.png"]
