@@ -47,6 +47,7 @@
 #
 # | id | claim | source |
 # |---|---|---|
+# | A0 | Tree-PO raises exact match on held-out 3-op prompts above the SFT model it starts from | Liao et al., Tab. 1-2 |
 # | A1 | Tree-PO (λ loss + ASR) beats DPO on the best-vs-worst leaf: higher exact match on held-out 3-op prompts | Liao et al., Tab. 1-2 (TPO > DPO on math reasoning) |
 # | A2 | ASR helps: λ loss + ASR beats the λ loss alone on exact match | Liao et al., ablation of ASR |
 # | A3 | the listwise λ loss beats DPO on all pairs of leaves (same data, same pair-loss form) | Liao et al. / Liu et al. (LiPO) |
@@ -465,6 +466,19 @@ if profile == "toy":
             "listwise > pairwise",
         ),
     ]
+    claims.append(
+        make_claim(
+            "A0",
+            f"{asr} raises exact match above its SFT base",
+            f"exact match: {asr} - SFT base",
+            em(asr) - base_eval["exact_match"],
+            lambda v: v > 0,
+            "> 0 per seed",
+            asserted=not smoke,
+            paper="Tab. 1-2: TPO improves over the SFT model it starts from",
+            extra={"score_gain": (arm(tree_final, asr, "score") - base_eval["score"]).tolist()},
+        )
+    )
     for cid, text, a, b, paper in tree_claims:
         if a in tree_arms and b in tree_arms:
             claims.append(
