@@ -6,6 +6,8 @@ Column names follow TRL so that data moves between prefkit and TRL unchanged:
   the probability that ``chosen`` beats ``rejected`` (a soft label; 1 means a hard preference), and optional
   ``gold``, a reference response (Triple PO's triples);
 - listwise: ``prompt``, ``responses`` (K >= 2), ``scores`` (K finite floats, higher is better);
+- joint (DOVE / JPO): ``prompt_chosen``, ``chosen``, ``prompt_rejected``, ``rejected``: a preference between two
+  (instruction, response) pairs whose instructions may differ; a pairwise row is the joint row with equal prompts;
 - tree: :class:`PreferenceTree`, a prompt with a tree of step continuations (:class:`StepNode`, each with a step
   reward), flattened by :meth:`PreferenceTree.to_listwise` into a ranked list of its leaves (root-to-leaf paths) with
   the per-step rewards and texts, and by :func:`step_token_spans` into per-step token spans.
@@ -22,6 +24,7 @@ from typing import Any
 
 PAIRWISE_FIELDS = ("prompt", "chosen", "rejected")
 LISTWISE_FIELDS = ("prompt", "responses", "scores")
+JOINT_FIELDS = ("prompt_chosen", "chosen", "prompt_rejected", "rejected")
 
 
 class PreferenceDataError(ValueError):
@@ -118,6 +121,29 @@ def validate_listwise(
     if not out:
         raise PreferenceDataError(None, None, "no rows")
     return out
+
+
+def validate_joint(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Check joint rows (DOVE): two non-empty (prompt, response) pairs per row that are not the same pair."""
+    out = []
+    for i, ex in enumerate(rows):
+        _require(i, ex, JOINT_FIELDS)
+        for f in JOINT_FIELDS:
+            _check_text(i, f, ex[f])
+        if (list(ex["prompt_chosen"]), list(ex["chosen"])) == (list(ex["prompt_rejected"]), list(ex["rejected"])):
+            raise PreferenceDataError(i, "rejected", "is the same (prompt, response) pair as the chosen one")
+        out.append(dict(ex))
+    if not out:
+        raise PreferenceDataError(None, None, "no rows")
+    return out
+
+
+def pairwise_to_joint(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Conditional pairs as joint rows (the same prompt on both sides), so both kinds can be mixed in one batch."""
+    return [
+        {**{k: v for k, v in r.items() if k != "prompt"}, "prompt_chosen": r["prompt"], "prompt_rejected": r["prompt"]}
+        for r in validate_pairwise(rows)
+    ]
 
 
 def listwise_to_pairwise(rows: Iterable[Mapping[str, Any]], how: str = "all", allow_empty: bool = False) -> list[dict]:

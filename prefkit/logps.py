@@ -72,6 +72,22 @@ def encode_pairs(tokenizer, rows: Sequence[dict], max_length: int | None = None)
     return encode(tokenizer, prompts + prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows], max_length)
 
 
+def encode_joint(tokenizer, rows: Sequence[dict], mask_prompt: bool = False, max_length: int | None = None):
+    """Joint rows (DOVE) -> one batch of 2B sequences, the B (prompt_chosen, chosen) first, then the B
+    (prompt_rejected, rejected).
+
+    With ``mask_prompt=False`` (DOVE) ``response_mask`` covers the prompt tokens too, so the summed log-prob is
+    log π(x, y) = log π(x) + log π(y | x) (the first token, BOS, is never scored); with ``mask_prompt=True`` it is
+    the usual log π(y | x). ``prompt_mask`` marks the prompt tokens, for measuring what the prompt contributes.
+    """
+    prompts = [r["prompt_chosen"] for r in rows] + [r["prompt_rejected"] for r in rows]
+    batch = encode(tokenizer, prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows], max_length)
+    batch["prompt_mask"] = batch["attention_mask"] - batch["response_mask"]
+    if not mask_prompt:
+        batch["response_mask"] = batch["attention_mask"].clone()
+    return batch
+
+
 def _head_logps(hidden: Tensor, targets: Tensor, head: torch.nn.Module, scale: float, softcap: float | None) -> Tensor:
     """log π(target | hidden) for M positions: hidden (M, H), targets (M,) -> (M,) float32."""
     logits = head(hidden).float() * scale  # (M, V)

@@ -219,15 +219,18 @@ class Reference:
             yield self.model
 
     @torch.no_grad()
-    def precompute(self, rows: list[dict], tokenizer, batch_size: int = 256) -> list[dict]:
-        """Copies of pairwise ``rows`` with ``ref_chosen_logps`` / ``ref_rejected_logps`` added, computed once, so
-        training needs no reference forward at all (the batches carry them)."""
-        from .logps import encode_pairs
+    def precompute(self, rows: list[dict], tokenizer, batch_size: int = 256, mask_prompt: bool = False) -> list[dict]:
+        """Copies of pairwise (or joint) ``rows`` with ``ref_chosen_logps`` / ``ref_rejected_logps`` added, computed
+        once, so training needs no reference forward at all (the batches carry them). ``mask_prompt`` as in
+        :class:`prefkit.train.StepBatches` for joint rows."""
+        from .logps import encode_joint, encode_pairs
 
         out = []
         for s in range(0, len(rows), batch_size):
             chunk = rows[s : s + batch_size]
-            lp, _ = self.logps(encode_pairs(tokenizer, chunk))
+            joint = "prompt_chosen" in chunk[0]
+            batch = encode_joint(tokenizer, chunk, mask_prompt) if joint else encode_pairs(tokenizer, chunk)
+            lp, _ = self.logps(batch)
             B = len(chunk)
             for r, c, j in zip(chunk, lp[:B].tolist(), lp[B:].tolist()):
                 out.append({**r, "ref_chosen_logps": c, "ref_rejected_logps": j})

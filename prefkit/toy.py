@@ -250,12 +250,14 @@ def run_arm(
     evaluator=None,
     reference: str = "copy",
     batch_size: int = 64,
+    mask_prompt: bool = False,
     **hparams,
 ):
     """Fine-tune a copy of ``base`` on pairwise or listwise ``rows`` with ``loss`` (+ ``hparams``, e.g. ``beta``).
 
     ``evaluator(reference) -> eval_fn`` (e.g. :class:`OracleEval`) builds the evaluation once the reference exists. With
     ``reference="adapters_off"`` the base must already be a fresh PEFT model (it is trained in place, not copied).
+    Joint rows (DOVE) score their prompt tokens unless ``mask_prompt``.
     Returns ``(policy, reference, history)``.
     """
     import copy
@@ -269,10 +271,9 @@ def run_arm(
     if "ref_logps" in inspect.signature(loss).parameters:  # reference-based listwise: π_ref's log-probs, once
         rows = ref.precompute_lists(rows, tokenizer)
     elif "ref_chosen_logps" in inspect.signature(loss).parameters:  # reference-based pairwise
-        rows = ref.precompute(rows, tokenizer)
-    batches = StepBatches(
-        rows, tokenizer, batch_size, seed=train_config.seed, kind="listwise" if listwise else "pairwise"
-    )
+        rows = ref.precompute(rows, tokenizer, mask_prompt=mask_prompt)
+    kind = "listwise" if listwise else "pairwise"
+    batches = StepBatches(rows, tokenizer, batch_size, seed=train_config.seed, kind=kind, mask_prompt=mask_prompt)
     eval_fn = evaluator(ref) if evaluator else None
     hist = train(policy, preference_objective(loss, ref, **hparams), batches, train_config, eval_fn=eval_fn)
     return policy, ref, hist

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .logps import encode, encode_lists, encode_pairs, list_logps, list_step_logps, sequence_logps
+from .logps import encode, encode_joint, encode_lists, encode_pairs, list_logps, list_step_logps, sequence_logps
 from .repro import atomic_write_text
 
 Tensor = torch.Tensor
@@ -193,18 +193,28 @@ class StepBatches:
     the step, so a resumed run sees exactly the batches it would have seen. Each epoch is a fresh permutation.
 
     ``kind``: ``"pairwise"`` (rows with prompt/chosen/rejected, optional ``strength``, ``gold`` (triples) and
-    precomputed ``ref_chosen_logps`` / ``ref_rejected_logps``), ``"listwise"`` (prompt/responses/scores, optional
+    precomputed ``ref_chosen_logps`` / ``ref_rejected_logps``; or joint rows with prompt_chosen/prompt_rejected, whose
+    prompt tokens count in the log-probs unless ``mask_prompt``), ``"listwise"`` (prompt/responses/scores, optional
     ``ref_logps``, and for multi-step responses ``step_spans`` (per response, from
     :func:`prefkit.data.step_token_spans`) with optional ``ref_step_logps``; every list in the rows must have the
     same length) or ``"sft"`` (prompt/response).
     """
 
-    def __init__(self, rows: Sequence[dict], tokenizer, batch_size: int, seed: int = 0, kind: str = "pairwise"):
+    def __init__(
+        self,
+        rows: Sequence[dict],
+        tokenizer,
+        batch_size: int,
+        seed: int = 0,
+        kind: str = "pairwise",
+        mask_prompt: bool = False,
+    ):
         if kind not in ("pairwise", "listwise", "sft"):
             raise ValueError(f"kind must be 'pairwise', 'listwise' or 'sft', got {kind!r}")
         if not rows:
             raise ValueError("no rows to batch")
         self.rows, self.tok, self.bs, self.seed, self.kind = list(rows), tokenizer, int(batch_size), int(seed), kind
+        self.mask_prompt = mask_prompt
         self._perms: dict[int, list[int]] = {}
 
     def _perm(self, epoch: int) -> list[int]:
@@ -230,7 +240,9 @@ class StepBatches:
                 if "ref_step_logps" in rows[0]:
                     batch["ref_step_logps"] = pad_steps([r["ref_step_logps"] for r in rows])
             return batch
-        if "gold" in rows[0]:  # triples (Triple PO): chosen, rejected, then gold, in one forward
+        if "prompt_chosen" in rows[0]:  # joint rows (DOVE): the prompts are scored too unless mask_prompt
+            batch = encode_joint(self.tok, rows, mask_prompt=self.mask_prompt)
+        elif "gold" in rows[0]:  # triples (Triple PO): chosen, rejected, then gold, in one forward
             prompts = [r["prompt"] for r in rows]
             batch = encode(self.tok, prompts * 3, [r[k] for k in ("chosen", "rejected", "gold") for r in rows])
             batch["n_branches"] = 3

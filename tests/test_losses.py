@@ -24,6 +24,7 @@ from prefkit.losses import (
     hinge_loss,
     ipo_loss,
     lipo_lambda_loss,
+    norm_dpo_loss,
     plackett_luce_loss,
     pro_loss,
     robust_dpo_loss,
@@ -310,6 +311,8 @@ def test_registry_knows_all_names():
     expected = {
         "dpo": dpo_loss,
         "cdpo": dpo_loss,
+        "dove": dpo_loss,
+        "dpo_norm": norm_dpo_loss,
         "robust": robust_dpo_loss,
         "ipo": ipo_loss,
         "hinge": hinge_loss,

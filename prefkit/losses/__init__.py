@@ -27,6 +27,7 @@ from .pairwise import (
     DPOConfig,
     HingeConfig,
     IPOConfig,
+    NormDPOConfig,
     RobustDPOConfig,
     SimPOConfig,
     TriplePOConfig,
@@ -34,6 +35,7 @@ from .pairwise import (
     dpo_loss,
     hinge_loss,
     ipo_loss,
+    norm_dpo_loss,
     robust_dpo_loss,
     simpo_loss,
     triple_po_loss,
@@ -42,6 +44,8 @@ from .pairwise import (
 LOSSES: dict[str, Callable] = {
     "dpo": dpo_loss,
     "cdpo": dpo_loss,  # conservative DPO: dpo_loss with label_smoothing > 0
+    "dove": dpo_loss,  # DOVE / JPO (Bansal et al. 2024): DPO on joint log-probs log π(x, y) (prefkit.logps.encode_joint)
+    "dpo_norm": norm_dpo_loss,  # length-normalised DPO (Tülu 3; Delta learning)
     "robust": robust_dpo_loss,
     "ipo": ipo_loss,
     "hinge": hinge_loss,
@@ -60,6 +64,8 @@ LOSSES: dict[str, Callable] = {
 CONFIGS = {
     "dpo": DPOConfig,
     "cdpo": DPOConfig,
+    "dove": DPOConfig,
+    "dpo_norm": NormDPOConfig,
     "robust": RobustDPOConfig,
     "ipo": IPOConfig,
     "hinge": HingeConfig,
@@ -108,6 +114,8 @@ __all__ = [
     "get_loss",
     "hinge_loss",
     "ipo_loss",
+    "norm_dpo_loss",
+    "NormDPOConfig",
     "robust_dpo_loss",
     "simpo_loss",
     "tree_po_loss",

@@ -47,6 +47,11 @@ class SimPOConfig:
 
 
 @dataclass
+class NormDPOConfig:
+    beta: float = 5.0  # Geng et al. 2025 (Delta learning) headline config, Tülu 3's "dpo_norm"; lr 5e-8 there
+
+
+@dataclass
 class TriplePOConfig:
     beta: float = 0.01  # Saeidi et al.'s README/run script and TRL's TPOConfig (the official config class says 0.1)
     alpha: float = 1.0  # same sources (the official config class says 0.05)
@@ -160,6 +165,26 @@ def hinge_loss(
         _rewards(beta, policy_chosen_logps, ref_chosen_logps),
         _rewards(beta, policy_rejected_logps, ref_rejected_logps),
     )
+
+
+def norm_dpo_loss(
+    policy_chosen_logps: Tensor,  # (B,) summed log-probs
+    policy_rejected_logps: Tensor,  # (B,)
+    ref_chosen_logps: Tensor,  # (B,)
+    ref_rejected_logps: Tensor,  # (B,)
+    chosen_lengths: Tensor,  # (B,) response-token counts |y_w|
+    rejected_lengths: Tensor,  # (B,) |y_l|
+    beta: float = 5.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Length-normalised DPO (Tülu 3's ``dpo_norm``, Lambert et al. 2024, arXiv:2411.15124; used by Geng et al. 2025,
+    arXiv:2507.06187, for Delta learning).
+
+    DPO on per-token log-ratios: L = -log σ(β [(log π(y_w|x) - log π_ref(y_w|x)) / |y_w| - (log π(y_l|x) -
+    log π_ref(y_l|x)) / |y_l|]), so long responses do not win by length; β is correspondingly larger (5).
+    """
+    chosen = beta * (policy_chosen_logps - ref_chosen_logps) / chosen_lengths.clamp(min=1)
+    rejected = beta * (policy_rejected_logps - ref_rejected_logps) / rejected_lengths.clamp(min=1)
+    return -F.logsigmoid(chosen - rejected), chosen.detach(), rejected.detach()
 
 
 def simpo_loss(
