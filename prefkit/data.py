@@ -139,10 +139,11 @@ def validate_joint(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
 
 
 def pairwise_to_joint(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """Conditional pairs as joint rows (the same prompt on both sides), so both kinds can be mixed in one batch."""
+    """Conditional pairs as joint rows (the same prompt on both sides), so both kinds can be mixed in one batch.
+    Converts only; validate with :func:`validate_pairwise` first where the rows come from outside."""
     return [
         {**{k: v for k, v in r.items() if k != "prompt"}, "prompt_chosen": r["prompt"], "prompt_rejected": r["prompt"]}
-        for r in validate_pairwise(rows)
+        for r in rows
     ]
 
 

@@ -131,3 +131,49 @@ def ranking_report(policy, reference, tokenizer, rows: Sequence[dict], beta: flo
     if all("p_true" in r for r in rows):
         out["idealized_acc"] = idealized_ranking_accuracy(rc, rr, np.array([r["p_true"] for r in rows]), beta)
     return out
+
+
+@torch.no_grad()
+def prompt_logps(model, tokenizer, prompts: Sequence[str], batch_size: int = 256):
+    """log π(x) of the prompt text itself (every prompt token after BOS) and the token counts, as NumPy arrays: what a
+    joint objective such as DOVE can raise without touching the responses."""
+    was_training = model.training
+    model.eval()
+    out, counts = [], []
+    for s in range(0, len(prompts), batch_size):
+        chunk = list(prompts[s : s + batch_size])
+        b = encode(tokenizer, [""] * len(chunk), chunk, add_eos=False)  # BOS, then the prompt as the scored part
+        lp, n = sequence_logps(model, b["input_ids"], b["attention_mask"], b["response_mask"])
+        out.append(lp.cpu())
+        counts.append(n.cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy(), torch.cat(counts).numpy()
+
+
+@torch.no_grad()
+def joint_margin_parts(policy, reference, tokenizer, rows: Sequence[dict], beta: float) -> dict[str, float]:
+    """Split DOVE's implicit margin β h on joint rows into the part from prompt tokens and the part from response
+    tokens: h = [log π/π_ref(x_w) - log π/π_ref(x_l)] + [log π/π_ref(y_w|x_w) - log π/π_ref(y_l|x_l)].
+
+    Returns the mean of each part, ``prompt_share`` = mean |prompt part| / (mean |prompt part| + mean |response
+    part|), and the joint implicit-reward accuracy (ties count half).
+    """
+    from .logps import encode_joint
+
+    b = encode_joint(tokenizer, rows)
+    B = len(rows)
+    parts = {}
+    for name, mask in (("prompt", b["prompt_mask"]), ("response", b["attention_mask"] - b["prompt_mask"])):
+        pol = sequence_logps(policy, b["input_ids"], b["attention_mask"], mask)[0]
+        with reference.as_model() as ref_model:
+            ref = sequence_logps(ref_model, b["input_ids"], b["attention_mask"], mask)[0]
+        ratio = pol - ref  # (2B,)
+        parts[name] = beta * (ratio[:B] - ratio[B:])  # (B,)
+    p, r = parts["prompt"].abs().mean().item(), parts["response"].abs().mean().item()
+    total = parts["prompt"] + parts["response"]
+    return {
+        "margin_prompt": parts["prompt"].mean().item(),
+        "margin_response": parts["response"].mean().item(),
+        "prompt_share": p / (p + r) if p + r > 0 else 0.0,
+        "joint_reward_acc": ((total > 0).float() + 0.5 * (total == 0).float()).mean().item(),
+    }

@@ -145,6 +145,34 @@ def step_accuracy(world, prompts, responses) -> dict[str, float]:
     return out
 
 
+def joint_pairs(world, prompts, responses, seed: int = 0, matched: bool = False) -> list[dict]:
+    """Joint preference rows (DOVE): each (prompt, response) is compared with the response to another prompt, drawn
+    uniformly (``matched=True``: among prompts of the same ``world.difficulty``), and the simulated rater labels the
+    pair from the oracle's absolute scores. ``responses[i]`` answers ``prompts[i]``; every item appears once as the
+    first of a pair. Rows: ``prompt_chosen``, ``chosen``, ``prompt_rejected``, ``rejected``, ``p_true``.
+
+    A prompt with no other prompt to pair with (a difficulty group of one) raises: it would otherwise be skipped.
+    """
+    rng = random.Random(f"joint-{seed}")
+    groups: dict = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(world.difficulty(p) if matched else None, []).append(i)
+    rows = []
+    for i, (p, y) in enumerate(zip(prompts, responses)):
+        others = [j for j in groups[world.difficulty(p) if matched else None] if prompts[j] != p]
+        if not others:
+            raise ValueError(f"prompt {i} ({p!r}) has no other prompt of its difficulty to pair with")
+        j = rng.choice(others)
+        q = world.rater_prob(p, y, responses[j], prompt2=prompts[j])
+        first, second = (p, y), (prompts[j], responses[j])
+        chosen, rejected, p_true = (first, second, q) if rng.random() < q else (second, first, 1.0 - q)
+        rows.append(
+            {"prompt_chosen": chosen[0], "chosen": chosen[1], "prompt_rejected": rejected[0],
+             "rejected": rejected[1], "p_true": p_true}
+        )  # fmt: skip
+    return rows
+
+
 def sample_triples(world, model, prompts, n_candidates: int = 4, seed: int = 0, **sample_kw):
     """Triples for Triple Preference Optimization, built the way Saeidi et al. build them from UltraFeedback: sample
     ``n_candidates`` responses per prompt, rank them by oracle score, and take the best as ``gold``, the second best

@@ -87,3 +87,49 @@ def test_norm_dpo_closed_form():
     assert norm_dpo_loss(pc, pr, rc, rr, lc, lr, beta=5.0)[0].item() == pytest.approx(math.log1p(math.exp(-5 * h)))
     z = torch.zeros(1)
     assert norm_dpo_loss(z, z, z, z, lc, lr)[0].item() == pytest.approx(LN2)
+
+
+@pytest.mark.parametrize("matched", [False, True])
+def test_joint_pairs_compare_answers_to_different_prompts(matched):
+    from prefkit.toy import joint_pairs
+    from prefkit.worlds import StringWorld
+
+    world = StringWorld(n_train=200, n_eval=4)
+    prompts = world.train_prompts
+    responses = [world.gold(p) if i % 2 else world.solve(p)[0] for i, p in enumerate(prompts)]
+    rows = joint_pairs(world, prompts, responses, seed=1, matched=matched)
+    assert len(rows) == len(prompts)
+    validate_joint(rows)
+    for r in rows:
+        assert r["prompt_chosen"] != r["prompt_rejected"]
+        want = world.rater_prob(r["prompt_chosen"], r["chosen"], r["rejected"], prompt2=r["prompt_rejected"])
+        assert r["p_true"] == pytest.approx(want)
+        if matched:
+            assert world.difficulty(r["prompt_chosen"]) == world.difficulty(r["prompt_rejected"])
+    # the rater is usually right: where the two sides' oracle scores differ, the chosen side mostly scores higher
+    gaps = [
+        world.score(r["prompt_chosen"], r["chosen"]) - world.score(r["prompt_rejected"], r["rejected"]) for r in rows
+    ]
+    decided = [g for g in gaps if g != 0]
+    assert len(decided) > 20 and sum(g > 0 for g in decided) / len(decided) > 0.6
+
+
+def test_prompt_logps_and_margin_parts(tok, model):
+    from prefkit.evaluate import joint_margin_parts, prompt_logps
+
+    b = encode_joint(tok, JOINT)
+    lp, n = prompt_logps(model, tok, [r["prompt_chosen"] for r in JOINT])
+    want = sequence_logps(model, b["input_ids"], b["attention_mask"], b["prompt_mask"])[0][: len(JOINT)]
+    torch.testing.assert_close(torch.as_tensor(lp), want, rtol=1e-5, atol=1e-5)
+    assert n.tolist() == (b["prompt_mask"][: len(JOINT)].sum(-1) - 1).tolist()  # BOS is not scored
+    ref = Reference(model)
+    at_start = joint_margin_parts(model, ref, tok, JOINT, beta=0.1)
+    assert at_start["margin_prompt"] == at_start["margin_response"] == 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    parts = joint_margin_parts(model, ref, tok, JOINT, beta=0.1)
+    pj, rj = _logps(model, b), ref.logps(b)[0]
+    h = 0.1 * ((pj - rj)[:2] - (pj - rj)[2:])
+    assert parts["margin_prompt"] + parts["margin_response"] == pytest.approx(h.mean().item(), abs=1e-5)
+    assert 0.0 < parts["prompt_share"] < 1.0

@@ -236,10 +236,18 @@ class StringWorld:
         extra = max(0, len(split_steps(response)) - len(s))
         return sum(wi * si for wi, si in zip(w, s)) / (sum(w) + extra)
 
-    def rater_prob(self, prompt: str, y1: str, y2: str) -> float:
-        """P(y1 > y2) = σ((score(y1) - score(y2)) / rater_tau)."""
-        z = (self.score(prompt, y1) - self.score(prompt, y2)) / self.rater_tau
+    def rater_prob(self, prompt: str, y1: str, y2: str, prompt2: str | None = None) -> float:
+        """P(y1 > y2) = σ((score(y1) - score(y2)) / rater_tau). With ``prompt2`` the rater compares y1 as an answer to
+        ``prompt`` with y2 as an answer to ``prompt2`` (a joint preference): the oracle's scores are absolute, so
+        answers to different prompts compare on the same scale."""
+        z = (self.score(prompt, y1) - self.score(prompt2 or prompt, y2)) / self.rater_tau
         return 1.0 / (1.0 + math.exp(-z))
+
+    @staticmethod
+    def difficulty(prompt: str) -> tuple[int, int]:
+        """(number of operations, number of letters): prompts with equal difficulty are equally hard to answer."""
+        ops, letters = parse_prompt(prompt)
+        return len(ops), len(letters)
 
     def build_pairs(
         self, prompts: Sequence[str], candidates: Sequence[Sequence[str]], rng: random.Random
