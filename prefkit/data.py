@@ -317,6 +317,12 @@ def load_pairwise(source: str, split: str = "train", limit: int | None = None) -
     return validate_pairwise(_read_rows(source, split, limit, PAIRWISE_FIELDS))
 
 
+def load_joint(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Joint rows (prompt_chosen, chosen, prompt_rejected, rejected) from a local ``.json`` / ``.jsonl`` file or a
+    Hugging Face dataset id, validated like :func:`load_pairwise`."""
+    return validate_joint(_read_rows(source, split, limit, JOINT_FIELDS))
+
+
 def load_listwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
     """Listwise rows (prompt, responses, scores) from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset
     id, validated like :func:`load_pairwise`."""

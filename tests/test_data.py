@@ -252,6 +252,11 @@ def test_load_pairwise_and_listwise_from_json_and_jsonl(tmp_path):
     lists = [{"prompt": "p", "responses": ["a", "b", "c"], "scores": [1, 0.5, 0]}]
     (tmp_path / "l.jsonl").write_text(json.dumps(lists[0]) + "\n")
     assert load_listwise(str(tmp_path / "l.jsonl"))[0]["scores"] == [1.0, 0.5, 0.0]
+    from prefkit.data import load_joint
+
+    joint = [{"prompt_chosen": "p", "chosen": "a", "prompt_rejected": "q", "rejected": "b"}]
+    (tmp_path / "j.json").write_text(json.dumps(joint))
+    assert load_joint(str(tmp_path / "j.json")) == joint
     bad = [{**lists[0], "scores": [1, 0.5]}]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(PreferenceDataError) as e:

@@ -74,7 +74,7 @@ def _tiny_hf_model_and_rows(tmp_path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "05_tpo"])
+@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "03_dove", "05_tpo"])
 def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
     """The `hf` profile's real loading path (4-bit NF4 + LoRA from a local folder) runs the notebook end to end."""
     model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
@@ -86,6 +86,16 @@ def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
                 "scores": [1.0, 0.5, 0.0],
             }
             for r in rows
+        ]
+    if name == "03_dove":  # joint pairs: the gold answer to one prompt over a cut answer to the next prompt
+        rows = [
+            {
+                "prompt_chosen": a["prompt"],
+                "chosen": a["gold"],
+                "prompt_rejected": b["prompt"],
+                "rejected": b["rejected"],
+            }
+            for a, b in zip(rows, rows[1:] + rows[:1])
         ]
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
