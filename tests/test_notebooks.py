@@ -74,7 +74,7 @@ def _tiny_hf_model_and_rows(tmp_path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "03_dove", "05_tpo"])
+@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "03_dove", "04_delta", "05_tpo"])
 def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
     """The `hf` profile's real loading path (4-bit NF4 + LoRA from a local folder) runs the notebook end to end."""
     model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
