@@ -180,6 +180,7 @@ arms = {
     "DOVE (joint only)": ("joint", False),
     "DOVE (conditional + matched joint)": ("cond+matched", False),
 }
+arms_all = dict(arms)
 if smoke:
     arms = {k: arms[k] for k in ("DPO (conditional)", "DOVE (conditional + joint)")}
 
@@ -231,7 +232,8 @@ if profile == "toy":
     ):
         g = final.groupby("arm", sort=False)[col].agg(["mean", "std"]).loc[names]
         ax.bar(range(len(names)), g["mean"], yerr=g["std"], capsize=2, color=plot.PALETTE[: len(names)])
-        ax.set_xticks(range(len(names)), [n.replace(" (", "\n(").replace(", ", ",\n") for n in names], fontsize=6)
+        short = ["DPO\ncond.", "DOVE\ncond.+joint", "DOVE\nmasked", "DOVE\njoint only", "DOVE\nmatched"]
+        ax.set_xticks(range(len(names)), [short[list(arms_all).index(n)] for n in names], fontsize=7)
         ax.set(title=f"{title} (n={len(seeds)})")
     axes[0].axhline(final["ref_score"].mean(), color="gray", ls="--", label="SFT reference")
     axes[0].set_ylim(min(final["score"].min(), final["ref_score"].min()) - 0.05, None)
