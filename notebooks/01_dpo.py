@@ -91,13 +91,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from prefkit import plot
 from prefkit.evaluate import ranking_report
 from prefkit.losses import dpo_loss, ipo_loss
 from prefkit.models import LoraSpec, Reference, quantize_4bit, resolve_device
-from prefkit.repro import make_claim, seed_everything, write_result
+from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import TrainConfig
 
 torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -134,8 +134,8 @@ print(inspect.getsource(ipo_loss))
 # adapters, and the preference data is split into train and held-out rows.
 
 # %%
-from prefkit.data import load_pairwise
-from prefkit.generate import sample
+from prefkit.data import load_pairwise, split_held_out
+from prefkit.generate import sample, sample_table
 from prefkit.models import TinyLlamaConfig, load_lm
 from prefkit.toy import ToyBaseConfig, describe, OracleEval, run_arm, sample_pairs, sft_base
 from prefkit.worlds import StringWorld
@@ -154,13 +154,11 @@ if profile == "toy":
     example = pairs[seeds[0]][0]
     display(pd.DataFrame([{k: example[k] for k in ("prompt", "chosen", "rejected", "p_true")}]))
 else:
-    base, tok = load_lm(
-        model_name, quantize=None if quantize == "none" else quantize, lora=LoraSpec(r=lora_r), device=device
-    )
+    base, tok = load_lm(model_name, quantize=quantize, lora=LoraSpec(r=lora_r), device=device)
     rows = load_pairwise(dataset, limit=200 if smoke else None)
-    n_held = max(8, len(rows) // 10)
-    pairs, held_out = {seeds[0]: rows[n_held:]}, rows[:n_held]
-    print(f"{len(pairs[seeds[0]])} training pairs, {n_held} held out")
+    train_rows, held_out = split_held_out(rows)
+    pairs = {seeds[0]: train_rows}
+    print(f"{len(train_rows)} training pairs, {len(held_out)} held out")
 
 # %% [markdown]
 # ## Training: DPO and IPO across β
@@ -326,15 +324,11 @@ if profile == "hf":
     _, _, hist = run_arm(base, tok, pairs[seeds[0]], dpo_loss, cfg, None, "adapters_off", min(batch_size, 8), beta=beta)
     after = ranking_report(base, ref, tok, held_out, beta)
     display(pd.DataFrame({"before": before, "after": after}))
-    fig, (ax,) = plot.figure(width=5.2)
-    ax.plot(hist.steps["step"], hist.steps["loss"], label="DPO loss")
-    ax.plot(hist.steps["step"], hist.steps["rewards/accuracy"], label="reward accuracy (batch)")
-    ax.set(xlabel="step", title=f"{model_name}: DPO β={beta}")
-    ax.legend()
+    fig = plot.training_curves(
+        hist.steps, {"loss": "DPO loss", "rewards/accuracy": "reward accuracy (batch)"}, f"{model_name}: DPO β={beta}"
+    )
     figures.append(plot.save(fig, out, "hf_training.png"))
-    prompts = [r["prompt"] for r in held_out[:3]]
-    for p, ys in zip(prompts, sample(base, tok, prompts, max_new_tokens=64, seed=seeds[0])):
-        display(Markdown(f"**prompt** {p}\n\n**policy** {ys[0]}"))
+    display(sample_table(base, tok, [r["prompt"] for r in held_out[:3]], seed=seeds[0]))
 
 # %% [markdown]
 # ## Claims: paper vs ours
@@ -460,10 +454,7 @@ else:
         )
     )
 
-table = pd.DataFrame(
-    [{k: c.to_dict()[k] for k in ("id", "statement", "paper", "metric", "values", "test", "status")} for c in claims]
-)
-display(table)
+display(claims_table(claims))
 
 # %%
 params = {

@@ -87,15 +87,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from prefkit import plot
-from prefkit.data import listwise_to_pairwise, load_listwise
+from prefkit.data import listwise_to_pairwise, load_listwise, split_held_out
 from prefkit.evaluate import ranking_report
 from prefkit.losses import all_pairs_dpo_loss, best_worst_dpo_loss, lipo_lambda_loss
 from prefkit.losses.listwise import lambda_weights, ranking_pair_loss
 from prefkit.models import LoraSpec, Reference, resolve_device
-from prefkit.repro import make_claim, seed_everything, write_result
+from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import TrainConfig
 
 torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -147,7 +147,7 @@ for fn in (lipo_lambda_loss, lambda_weights, ranking_pair_loss, all_pairs_dpo_lo
 # ranked lists are validated and split into training and held-out rows.
 
 # %%
-from prefkit.generate import sample
+from prefkit.generate import sample, sample_table
 from prefkit.models import TinyLlamaConfig, load_lm
 from prefkit.toy import OracleEval, ToyBaseConfig, describe, run_arm, sample_lists, sft_base
 from prefkit.worlds import StringWorld
@@ -183,17 +183,17 @@ if profile == "toy":
     display(stats.groupby("K").mean().drop(columns="seed").round(3))
     display(pd.DataFrame(lists[(seeds[0], 8)][:1]).explode(["responses", "scores"]))  # one list
 else:
-    base, tok = load_lm(
-        model_name, quantize=None if quantize == "none" else quantize, lora=LoraSpec(r=lora_r), device=device
-    )
+    base, tok = load_lm(model_name, quantize=quantize, lora=LoraSpec(r=lora_r), device=device)
     rows = load_listwise(dataset, limit=200 if smoke else None)
     k_hf = int(
         pd.Series([len(r["responses"]) for r in rows]).mode()[0]
     )  # a batch needs one list size: keep the usual one
     n_loaded, rows = len(rows), [r for r in rows if len(r["responses"]) == k_hf]
-    n_held = max(4, len(rows) // 10)
-    lists, held_out = {(seeds[0], k_hf): rows[n_held:]}, rows[:n_held]
-    print(f"{len(rows) - n_held} training lists of K={k_hf}, {n_held} held out ({n_loaded - len(rows)} rows dropped)")
+    train_rows, held_out = split_held_out(rows, min_rows=4)
+    lists = {(seeds[0], k_hf): train_rows}
+    print(
+        f"{len(train_rows)} training lists of K={k_hf}, {len(held_out)} held out ({n_loaded - len(rows)} rows dropped)"
+    )
 
 # %% [markdown]
 # ## Training: three pair weightings at K = 2, 4, 8
@@ -307,15 +307,13 @@ if profile == "hf":
     )
     after = ranking_report(base, ref, tok, held_pairs, beta)
     display(pd.DataFrame({"before": before, "after": after}))
-    fig, (ax,) = plot.figure(width=5.2)
-    ax.plot(hist.steps["step"], hist.steps["loss"], label="LiPO-λ loss")
-    ax.plot(hist.steps["step"], hist.steps["rewards/pair_accuracy"], label="pair accuracy (batch)")
-    ax.set(xlabel="step", title=f"{model_name}: LiPO-λ β={beta}, K={k_hf}")
-    ax.legend()
+    fig = plot.training_curves(
+        hist.steps,
+        {"loss": "LiPO-λ loss", "rewards/pair_accuracy": "pair accuracy (batch)"},
+        f"{model_name}: LiPO-λ β={beta}, K={k_hf}",
+    )
     figures.append(plot.save(fig, out, "hf_training.png"))
-    prompts = [r["prompt"] for r in held_out[:3]]
-    for p, ys in zip(prompts, sample(base, tok, prompts, max_new_tokens=64, seed=seeds[0])):
-        display(Markdown(f"**prompt** {p}\n\n**policy** {ys[0]}"))
+    display(sample_table(base, tok, [r["prompt"] for r in held_out[:3]], seed=seeds[0]))
 
 # %% [markdown]
 # ## Claims: paper vs ours
@@ -397,10 +395,7 @@ else:
         )
     )
 
-table = pd.DataFrame(
-    [{k: c.to_dict()[k] for k in ("id", "statement", "paper", "metric", "values", "test", "status")} for c in claims]
-)
-display(table)
+display(claims_table(claims))
 
 # %%
 params = {

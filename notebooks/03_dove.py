@@ -90,7 +90,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from prefkit import plot
 from prefkit.data import pairwise_to_joint
@@ -98,7 +98,7 @@ from prefkit.evaluate import joint_margin_parts, prompt_logps
 from prefkit.logps import encode_joint
 from prefkit.losses import dpo_loss
 from prefkit.models import resolve_device
-from prefkit.repro import make_claim, seed_everything, write_result
+from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import TrainConfig
 
 torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -137,7 +137,7 @@ print(inspect.getsource(dpo_loss))
 # draw that other prompt among those with the same number of operations and letters (equally hard).
 
 # %%
-from prefkit.generate import sample
+from prefkit.generate import sample, sample_table
 from prefkit.models import TinyLlamaConfig
 from prefkit.toy import OracleEval, ToyBaseConfig, describe, joint_pairs, run_arm, sft_base
 from prefkit.worlds import StringWorld
@@ -250,29 +250,21 @@ if profile == "toy":
 
 # %%
 if profile == "hf":
-    from prefkit.data import load_joint
+    from prefkit.data import load_joint, split_held_out
     from prefkit.models import LoraSpec, Reference, load_lm
 
-    base, tok = load_lm(
-        model_name, quantize=None if quantize == "none" else quantize, lora=LoraSpec(r=lora_r), device=device
-    )
+    base, tok = load_lm(model_name, quantize=quantize, lora=LoraSpec(r=lora_r), device=device)
     rows = load_joint(dataset, limit=200 if smoke else None)
-    n_held = max(8, len(rows) // 10)
-    held_out, train_rows = rows[:n_held], rows[n_held:]
+    train_rows, held_out = split_held_out(rows)
     ref = Reference(base, mode="adapters_off")
     before = joint_margin_parts(base, ref, tok, held_out, beta)
     cfg = TrainConfig(steps=min(steps, 10) if smoke else steps, lr=lora_lr, seed=seeds[0], desc="DOVE (hf)")
     _, _, hist = run_arm(base, tok, train_rows, dpo_loss, cfg, None, "adapters_off", min(batch_size, 8), beta=beta)
     after = joint_margin_parts(base, ref, tok, held_out, beta)
     display(pd.DataFrame({"before": before, "after": after}))
-    fig, (ax,) = plot.figure(width=5.2)
-    ax.plot(hist.steps["step"], hist.steps["loss"], label="DOVE loss")
-    ax.set(xlabel="step", title=f"{model_name}: DOVE β={beta}")
-    ax.legend()
+    fig = plot.training_curves(hist.steps, {"loss": "DOVE loss"}, f"{model_name}: DOVE β={beta}")
     figures.append(plot.save(fig, out, "hf_training.png"))
-    prompts = [r["prompt_chosen"] for r in held_out[:3]]
-    for p, ys in zip(prompts, sample(base, tok, prompts, max_new_tokens=64, seed=seeds[0])):
-        display(Markdown(f"**prompt** {p}\n\n**policy** {ys[0]}"))
+    display(sample_table(base, tok, [r["prompt_chosen"] for r in held_out[:3]], seed=seeds[0]))
 
 # %% [markdown]
 # ## Claims: paper vs ours
@@ -361,10 +353,7 @@ else:
         )
     )
 
-table = pd.DataFrame(
-    [{k: c.to_dict()[k] for k in ("id", "statement", "paper", "metric", "values", "test", "status")} for c in claims]
-)
-display(table)
+display(claims_table(claims))
 
 # %%
 names = ["seed", "n_seeds", "smoke", "profile", "model_name", "quantize", "dataset", "beta", "lr", "steps",

@@ -87,12 +87,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from prefkit import plot
 from prefkit.losses import norm_dpo_loss
 from prefkit.models import Reference, resolve_device
-from prefkit.repro import make_claim, seed_everything, write_result
+from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import StepBatches, TrainConfig, sft_objective, train
 
 torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -127,7 +127,7 @@ print(inspect.getsource(norm_dpo_loss))
 # teacher; pairs whose two answers are identical carry no preference and are dropped (counted).
 
 # %%
-from prefkit.generate import sample
+from prefkit.generate import sample, sample_table
 from prefkit.models import TinyLlamaConfig
 from prefkit.toy import OracleEval, ToyBaseConfig, describe, oracle_summary, run_arm, sft_base
 from prefkit.worlds import StringWorld
@@ -260,30 +260,22 @@ if profile == "toy":  # the simulation is about the method, not your model: the 
 
 # %%
 if profile == "hf":
-    from prefkit.data import load_pairwise
+    from prefkit.data import load_pairwise, split_held_out
     from prefkit.evaluate import ranking_report
     from prefkit.models import LoraSpec, load_lm
 
-    base, tok = load_lm(
-        model_name, quantize=None if quantize == "none" else quantize, lora=LoraSpec(r=lora_r), device=device
-    )
+    base, tok = load_lm(model_name, quantize=quantize, lora=LoraSpec(r=lora_r), device=device)
     rows = load_pairwise(dataset, limit=200 if smoke else None)
-    n_held = max(8, len(rows) // 10)
-    held_out, train_rows = rows[:n_held], rows[n_held:]
+    train_rows, held_out = split_held_out(rows)
     ref = Reference(base, mode="adapters_off")
     before = ranking_report(base, ref, tok, held_out, beta)
     cfg = TrainConfig(steps=min(steps, 10) if smoke else steps, lr=lora_lr, seed=seeds[0], desc="DPO-norm (hf)")
     _, _, hist = run_arm(base, tok, train_rows, norm_dpo_loss, cfg, None, "adapters_off", min(batch_size, 8), beta=beta)
     after = ranking_report(base, ref, tok, held_out, beta)
     display(pd.DataFrame({"before": before, "after": after}))
-    fig, (ax,) = plot.figure(width=5.2)
-    ax.plot(hist.steps["step"], hist.steps["loss"], label="length-normalised DPO loss")
-    ax.set(xlabel="step", title=f"{model_name}: β={beta}")
-    ax.legend()
+    fig = plot.training_curves(hist.steps, {"loss": "length-normalised DPO loss"}, f"{model_name}: β={beta}")
     figures.append(plot.save(fig, out, "hf_training.png"))
-    prompts = [r["prompt"] for r in held_out[:3]]
-    for p, ys in zip(prompts, sample(base, tok, prompts, max_new_tokens=64, seed=seeds[0])):
-        display(Markdown(f"**prompt** {p}\n\n**policy** {ys[0]}"))
+    display(sample_table(base, tok, [r["prompt"] for r in held_out[:3]], seed=seeds[0]))
 
 # %% [markdown]
 # ## Claims: paper vs ours
@@ -388,10 +380,7 @@ if profile == "toy":
         )
     )
 
-table = pd.DataFrame(
-    [{k: c.to_dict()[k] for k in ("id", "statement", "paper", "metric", "values", "test", "status")} for c in claims]
-)
-display(table)
+display(claims_table(claims))
 
 # %%
 names = ["seed", "n_seeds", "smoke", "profile", "model_name", "quantize", "dataset", "beta", "lr", "steps",

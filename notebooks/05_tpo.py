@@ -103,13 +103,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from prefkit import plot
 from prefkit.losses import all_pairs_dpo_loss, best_worst_dpo_loss, dpo_loss, tree_po_loss, triple_po_loss
 from prefkit.losses.listwise import adaptive_step_weights
 from prefkit.models import resolve_device
-from prefkit.repro import make_claim, seed_everything, write_result
+from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import StepBatches, TrainConfig, preference_objective, sft_objective, train
 
 torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -302,19 +302,17 @@ if profile == "toy":
     display(pd.DataFrame(triples[(seeds[0], 0.0)][:3]))
     display(pd.DataFrame([base1_eval], index=["1-op base on 2-3-op prompts"]))
 else:
-    from prefkit.data import PreferenceDataError, load_pairwise
+    from prefkit.data import PreferenceDataError, load_pairwise, split_held_out
     from prefkit.models import LoraSpec, load_lm
 
-    base1, tok = load_lm(
-        model_name, quantize=None if quantize == "none" else quantize, lora=LoraSpec(r=lora_r), device=device
-    )
+    base1, tok = load_lm(model_name, quantize=quantize, lora=LoraSpec(r=lora_r), device=device)
     rows = load_pairwise(dataset, limit=200 if smoke else None)
     for i, r in enumerate(rows):  # load_pairwise checks a gold response when there is one; Triple-PO needs it
         if "gold" not in r:
             raise PreferenceDataError(i, "gold", "is missing (Triple-PO needs a gold response per row)")
-    n_held = max(8, len(rows) // 10)
-    triples, held_out = {(seeds[0], 0.0): rows[n_held:]}, rows[:n_held]
-    print(f"{len(rows) - n_held} training triples, {n_held} held out")
+    train_rows, held_out = split_held_out(rows)
+    triples = {(seeds[0], 0.0): train_rows}
+    print(f"{len(train_rows)} training triples, {len(held_out)} held out")
 
 # %% [markdown]
 # ## Training: Triple-PO, TPO-L, SFT on gold, SFT then DPO
@@ -401,7 +399,7 @@ if profile == "toy":
 # %%
 if profile == "hf":
     from prefkit.evaluate import response_logps
-    from prefkit.generate import sample
+    from prefkit.generate import sample_table
 
     def heldout_report(model):
         lp = {k: response_logps(model, tok, [r["prompt"] for r in held_out], [r[k] for r in held_out])
@@ -424,14 +422,11 @@ if profile == "hf":
     )
     after = heldout_report(base1)
     display(pd.DataFrame({"before": before, "after": after}))
-    fig, (ax,) = plot.figure(width=5.2)
-    ax.plot(h.steps["step"], h.steps["loss"], label="Triple-PO loss")
-    ax.set(xlabel="step", title=f"{model_name}: Triple-PO β={tpo_beta}, α={tpo_alpha}")
-    ax.legend()
+    fig = plot.training_curves(
+        h.steps, {"loss": "Triple-PO loss"}, f"{model_name}: Triple-PO β={tpo_beta}, α={tpo_alpha}"
+    )
     figures.append(plot.save(fig, out, "hf_training.png"))
-    prompts = [r["prompt"] for r in held_out[:3]]
-    for p, ys in zip(prompts, sample(base1, tok, prompts, max_new_tokens=64, seed=seeds[0])):
-        display(Markdown(f"**prompt** {p}\n\n**policy** {ys[0]}"))
+    display(sample_table(base1, tok, [r["prompt"] for r in held_out[:3]], seed=seeds[0]))
 
 # %% [markdown]
 # ## Claims: paper vs ours
@@ -562,10 +557,7 @@ else:
         )
     )
 
-table = pd.DataFrame(
-    [{k: c.to_dict()[k] for k in ("id", "statement", "paper", "metric", "values", "test", "status")} for c in claims]
-)
-display(table)
+display(claims_table(claims))
 
 # %%
 names = ["seed", "n_seeds", "smoke", "profile", "model_name", "quantize", "dataset", "branching", "tree_beta",

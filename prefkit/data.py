@@ -282,6 +282,14 @@ def from_hf_dataset(ds, kind: str = "pairwise") -> list[dict]:
     return validate_pairwise(rows) if kind == "pairwise" else validate_listwise(rows)
 
 
+def split_held_out(rows: Sequence[Any], fraction: float = 0.1, min_rows: int = 8) -> tuple[list, list]:
+    """``(train, held_out)``: the first ``max(min_rows, fraction * len(rows))`` rows are held out for evaluation."""
+    n = max(min_rows, int(len(rows) * fraction))
+    if n >= len(rows):
+        raise PreferenceDataError(None, None, f"{len(rows)} rows leave none to train on after holding out {n}")
+    return list(rows[n:]), list(rows[:n])
+
+
 def _is_messages(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 

@@ -89,6 +89,14 @@ def sample(
     return out
 
 
+def sample_table(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 64, seed: int | None = 0):
+    """One sampled response per prompt, as a table (``prompt``, ``response``) for reading in a notebook."""
+    import pandas as pd
+
+    got = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    return pd.DataFrame({"prompt": list(prompts), "response": [ys[0] for ys in got]})
+
+
 def _token_id(tokenizer, token: str) -> int:
     ids = tokenizer(token, add_special_tokens=False)["input_ids"]
     if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:

@@ -113,13 +113,14 @@ def load_lm(
 ):
     """Load a causal LM and its tokenizer, optionally in 4-bit NF4 with LoRA adapters. Returns ``(model, tokenizer)``.
 
-    ``quantize``: ``"4bit"`` or ``None``. ``dtype``: defaults to bf16 on CUDA and fp32 on CPU; fp16 is refused for
+    ``quantize``: ``"4bit"`` or ``None`` (``"none"`` is accepted for ``None``, as notebook parameters spell it). ``dtype``: defaults to bf16 on CUDA and fp32 on CPU; fp16 is refused for
     training (its narrow range overflows DPO's log-ratio sums). Weights load from safetensors only, and remote code
     runs only when ``trust_remote_code=True`` is passed. ``tokenizer``: use this one instead of loading one.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
+    quantize = None if quantize == "none" else quantize
     if quantize not in (None, "4bit"):
         raise ValueError(f"quantize must be '4bit' or None, got {quantize!r}")
     if isinstance(dtype, str):

@@ -58,3 +58,14 @@ def save(fig, out_dir: str | os.PathLike, name: str) -> str:
     fig.savefig(tmp)
     tmp.replace(out / name)
     return name
+
+
+def training_curves(steps, columns: dict[str, str], title: str):
+    """One figure of per-step training metrics: ``columns`` maps a column of a history's ``steps`` DataFrame to its
+    label. Returns the figure (save it with :func:`save`)."""
+    fig, (ax,) = figure(width=5.2)
+    for col, label in columns.items():
+        ax.plot(steps["step"], steps[col], label=label)
+    ax.set(xlabel="step", title=title)
+    ax.legend()
+    return fig

@@ -80,6 +80,14 @@ class Claim:
         return d
 
 
+def claims_table(claims: Sequence[Claim]):
+    """The "paper vs ours" table of a notebook: one row per claim (a pandas DataFrame)."""
+    import pandas as pd
+
+    cols = ("id", "statement", "paper", "metric", "values", "test", "status")
+    return pd.DataFrame([{k: c.to_dict()[k] for k in cols} for c in claims])
+
+
 def make_claim(
     id: str,
     statement: str,

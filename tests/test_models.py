@@ -232,3 +232,10 @@ def test_reference_cache_returns_cached_values_without_calling_the_model(model, 
         handle.remove()
     uncached = Reference(policy, mode=mode)
     torch.testing.assert_close(uncached.logps(batch)[0], first[0])
+
+
+def test_load_lm_reads_none_as_no_quantisation(saved_dir):
+    """Notebook parameters spell "no quantisation" as the string "none"."""
+    model, _ = load_lm(str(saved_dir), quantize="none", device="cpu")
+    assert not getattr(model, "is_loaded_in_4bit", False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
