@@ -1,7 +1,7 @@
 """The ``toy`` profile: an SFT base trained from scratch on a world's noisy demonstrations (cached on disk), and
 preference pairs built from the base's own samples with the world's simulated raters.
 
-Any world (a dataclass) with ``tokenizer``, ``train_prompts``, ``demonstration(prompt, rng)`` and
+Any world (a dataclass) with ``tokenizer``, ``train_prompts``, ``sft_rows(demos_per_prompt, rng)`` and
 ``build_pairs(...)`` works here.
 """
 
@@ -36,17 +36,15 @@ def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = 
     """Train (or load from the cache) the SFT base for ``world``; cached under a hash of world and config."""
     from transformers import LlamaForCausalLM
 
-    world_params = {f.name: getattr(world, f.name) for f in fields(world) if f.init}
+    # the world's parameters and its fixed formats (e.g. a judge template); the derived state (tokenizer, prompt
+    # lists) is left out of the key (repr=False) since it follows from the rest
+    world_params = {f.name: getattr(world, f.name) for f in fields(world) if f.init or f.repr}
     key = fingerprint({"world": world_params, "config": asdict(config), "prefkit": __version__})
     path = cache_dir() / "toy-bases" / key
     if cache and (path / "config.json").exists():
         return LlamaForCausalLM.from_pretrained(path).train()
     rng = random.Random(config.seed)
-    rows = [
-        {"prompt": p, "response": world.demonstration(p, rng)}
-        for p in world.train_prompts
-        for _ in range(config.demos_per_prompt)
-    ]
+    rows = world.sft_rows(config.demos_per_prompt, rng)
     model = tiny_llama(world.tokenizer, config.model, seed=config.seed)
     batches = StepBatches(rows, world.tokenizer, config.batch_size, seed=config.seed, kind="sft")
     tc = TrainConfig(
@@ -279,13 +277,16 @@ def run_arm(
     reference: str = "copy",
     batch_size: int = 64,
     mask_prompt: bool = False,
+    aux=None,
     **hparams,
 ):
     """Fine-tune a copy of ``base`` on pairwise or listwise ``rows`` with ``loss`` (+ ``hparams``, e.g. ``beta``).
 
     ``evaluator(reference) -> eval_fn`` (e.g. :class:`OracleEval`) builds the evaluation once the reference exists. With
     ``reference="adapters_off"`` the base must already be a fresh PEFT model (it is trained in place, not copied).
-    Joint rows (DOVE) score their prompt tokens unless ``mask_prompt``.
+    Joint rows (DOVE) score their prompt tokens unless ``mask_prompt``. ``aux`` adds an auxiliary task to the
+    objective (e.g. :class:`prefkit.degree.DegreeTask`: its ``batch`` builds extra inputs from the rows, its
+    ``objective`` wraps the loss).
     Returns ``(policy, reference, history)``.
     """
     import copy
@@ -301,7 +302,11 @@ def run_arm(
     elif "ref_chosen_logps" in inspect.signature(loss).parameters:  # reference-based pairwise
         rows = ref.precompute(rows, tokenizer, mask_prompt=mask_prompt)
     kind = "listwise" if listwise else "pairwise"
-    batches = StepBatches(rows, tokenizer, batch_size, seed=train_config.seed, kind=kind, mask_prompt=mask_prompt)
+    extra = aux.batch if aux is not None else None
+    batches = StepBatches(rows, tokenizer, batch_size, train_config.seed, kind, mask_prompt, extra)
+    objective = preference_objective(loss, ref, **hparams)
+    if aux is not None:
+        objective = aux.objective(objective)
     eval_fn = evaluator(ref) if evaluator else None
-    hist = train(policy, preference_objective(loss, ref, **hparams), batches, train_config, eval_fn=eval_fn)
+    hist = train(policy, objective, batches, train_config, eval_fn=eval_fn)
     return policy, ref, hist

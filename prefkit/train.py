@@ -198,6 +198,9 @@ class StepBatches:
     ``ref_logps``, and for multi-step responses ``step_spans`` (per response, from
     :func:`prefkit.data.step_token_spans`) with optional ``ref_step_logps``; every list in the rows must have the
     same length) or ``"sft"`` (prompt/response).
+
+    ``extra(rows) -> dict`` adds tensors built from the batch's rows (an auxiliary task's inputs, e.g.
+    :meth:`prefkit.degree.DegreeTask.batch`).
     """
 
     def __init__(
@@ -208,13 +211,14 @@ class StepBatches:
         seed: int = 0,
         kind: str = "pairwise",
         mask_prompt: bool = False,
+        extra: Callable[[list[dict]], dict] | None = None,
     ):
         if kind not in ("pairwise", "listwise", "sft"):
             raise ValueError(f"kind must be 'pairwise', 'listwise' or 'sft', got {kind!r}")
         if not rows:
             raise ValueError("no rows to batch")
         self.rows, self.tok, self.bs, self.seed, self.kind = list(rows), tokenizer, int(batch_size), int(seed), kind
-        self.mask_prompt = mask_prompt
+        self.mask_prompt, self.extra = mask_prompt, extra
         self._perms: dict[int, list[int]] = {}
 
     def _perm(self, epoch: int) -> list[int]:
@@ -228,6 +232,12 @@ class StepBatches:
         per_epoch = max(1, len(self.rows) // self.bs)
         epoch, k = divmod(step, per_epoch)
         rows = [self.rows[i] for i in self._perm(epoch)[k * self.bs : (k + 1) * self.bs]]
+        batch = self._encode(rows)
+        if self.extra is not None:
+            batch.update(self.extra(rows))
+        return batch
+
+    def _encode(self, rows: list[dict]) -> dict[str, Tensor]:
         if self.kind == "sft":
             return encode(self.tok, [r["prompt"] for r in rows], [r["response"] for r in rows])
         if self.kind == "listwise":
@@ -299,9 +309,17 @@ def _check_step0(loss_fn, loss: float, metrics: dict, tol: float) -> None:
         )
 
 
-def _save_checkpoint(policy, optimizer, step: int, rows: list, evals: list, ckpt: Path) -> None:
+def _named_trainable(policy, modules: Sequence[torch.nn.Module]) -> dict[str, Tensor]:
+    """The policy's trainable parameters and those of the objective's own modules (``aux.{i}.{name}``)."""
+    named = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    for i, m in enumerate(modules):
+        named.update({f"aux.{i}.{n}": p for n, p in m.named_parameters()})
+    return named
+
+
+def _save_checkpoint(policy, modules, optimizer, step: int, rows: list, evals: list, ckpt: Path) -> None:
     ckpt.mkdir(parents=True, exist_ok=True)
-    trainable = {n: p.detach().cpu().contiguous() for n, p in policy.named_parameters() if p.requires_grad}
+    trainable = {n: p.detach().cpu().contiguous() for n, p in _named_trainable(policy, modules).items()}
     save_file(trainable, str(ckpt / "trainable.safetensors.tmp"))
     torch.save(optimizer.state_dict(), ckpt / "optimizer.pt.tmp")
     (ckpt / "trainable.safetensors.tmp").replace(ckpt / "trainable.safetensors")
@@ -309,10 +327,10 @@ def _save_checkpoint(policy, optimizer, step: int, rows: list, evals: list, ckpt
     atomic_write_text(ckpt / "state.json", json.dumps({"step": step, "steps": rows, "evals": evals}, default=float))
 
 
-def _load_checkpoint(policy, optimizer, ckpt: Path) -> tuple[int, list, list]:
+def _load_checkpoint(policy, modules, optimizer, ckpt: Path) -> tuple[int, list, list]:
     state = json.loads((ckpt / "state.json").read_text())
     weights = load_file(str(ckpt / "trainable.safetensors"))
-    params = dict(policy.named_parameters())
+    params = _named_trainable(policy, modules)
     with torch.no_grad():
         for n, t in weights.items():
             params[n].copy_(t.to(params[n].device))
@@ -338,7 +356,8 @@ def train(
 
     torch.manual_seed(config.seed)
     accelerator = Accelerator(device_placement=not getattr(policy, "is_loaded_in_4bit", False))
-    params = [p for p in policy.parameters() if p.requires_grad]
+    modules = list(getattr(loss_fn, "modules", ()))  # trainable parts of the objective itself (an auxiliary head)
+    params = [p for p in policy.parameters() if p.requires_grad] + [p for m in modules for p in m.parameters()]
     if not params:
         raise ValueError("policy has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -350,7 +369,7 @@ def train(
     start = 0
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     if ckpt is not None and (ckpt / "state.json").exists():
-        start, rows, evals = _load_checkpoint(accelerator.unwrap_model(policy), optimizer, ckpt)
+        start, rows, evals = _load_checkpoint(accelerator.unwrap_model(policy), modules, optimizer, ckpt)
         with warnings.catch_warnings():  # fast-forwarding the schedule to the resumed step, not a training step
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(start):
@@ -365,7 +384,7 @@ def train(
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {loss.item()}")
         if step == 0 and config.sanity_check:
-            _check_step0(loss_fn, loss.item(), metrics, config.sanity_tol)
+            _check_step0(loss_fn, metrics.get("loss", loss.item()), metrics, config.sanity_tol)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -386,5 +405,5 @@ def train(
             evals.append({"step": step + 1, **eval_fn(accelerator.unwrap_model(policy), step + 1)})
             policy.train()
         if ckpt is not None and (last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
-            _save_checkpoint(accelerator.unwrap_model(policy), optimizer, step + 1, rows, evals, ckpt)
+            _save_checkpoint(accelerator.unwrap_model(policy), modules, optimizer, step + 1, rows, evals, ckpt)
     return History(pd.DataFrame(rows), pd.DataFrame(evals))
