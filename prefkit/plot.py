@@ -69,3 +69,30 @@ def training_curves(steps, columns: dict[str, str], title: str):
     ax.set(xlabel="step", title=title)
     ax.legend()
     return fig
+
+
+SIMPLEX_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])  # (3, 2) where the pure policies sit
+
+
+def simplex_xy(p) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric to Cartesian: probabilities (N, 3) (or one (3,)) to the points (x, y) of an equilateral triangle
+    with response 0 at (0, 0), 1 at (1, 0) and 2 at (1/2, √3/2)."""
+    xy = np.asarray(p, dtype=float) @ SIMPLEX_CORNERS  # (N, 2)
+    return xy[..., 0], xy[..., 1]
+
+
+def simplex_axes(ax, labels: Sequence[str]):
+    """Draw the probability triangle on ``ax`` with ``labels`` at its corners, equal aspect and no ticks or grid;
+    plot policies on it with ``ax.plot(*simplex_xy(p))``. Returns ``ax``."""
+    if len(labels) != 3:
+        raise ValueError(f"a simplex plot has 3 corners, got {len(labels)} labels")
+    x, y = SIMPLEX_CORNERS[[0, 1, 2, 0]].T
+    ax.plot(x, y, color="0.3", linewidth=0.8)
+    offsets = [(-0.04, -0.05), (0.04, -0.05), (0.0, 0.04)]  # push each label outwards from its corner
+    for (cx, cy), (dx, dy), label in zip(SIMPLEX_CORNERS, offsets, labels):
+        ax.text(cx + dx, cy + dy, label, ha="center", va="center")
+    ax.set(xlim=(-0.1, 1.1), ylim=(-0.1, 0.97), xticks=[], yticks=[], aspect="equal")
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return ax

@@ -198,6 +198,15 @@ class StringWorld:
             s[i] = rng.choice([c for c in LETTERS if c != s[i]])
         return s
 
+    def sft_rows(self, demos_per_prompt: int, rng: random.Random) -> list[dict]:
+        """Supervised rows (prompt, response) for the SFT base: ``demos_per_prompt`` fresh demonstrations of each
+        training prompt."""
+        return [
+            {"prompt": p, "response": self.demonstration(p, rng)}
+            for p in self.train_prompts
+            for _ in range(demos_per_prompt)
+        ]
+
     def demonstration(self, prompt: str, rng: random.Random) -> str:
         """The gold response written with noise: each step is corrupted with probability ``demo_noise``, and later
         steps apply their operation to the (possibly wrong) string written so far.
@@ -284,3 +293,58 @@ class StringWorld:
                 }
             )
         return rows, dropped
+
+
+JUDGE_WORDS = ("judge", "ref", "vs", "?", "first", "second")
+
+
+@dataclass
+class JudgeStringWorld(StringWorld):
+    """The string world with a judging task, so a model can be its own judge (self-rewarding, self-preferring).
+
+    A judge query shows a prompt, a reference answer written by the judge itself, and two answers, and asks which of
+    the two is better::
+
+        judge reverse : c a b = ref b a c ? b a c vs b c a ?        ->  first
+
+    Writing its own answer first and comparing against it is reference-guided judging (as in MT-Bench's grading of
+    maths questions); a model this small cannot judge two answers cold (measured: accuracy 0.53 on oracle-labelled
+    pairs after 1500 SFT steps, against 0.5 for a coin). The judge is then as good as its own answer, and no better.
+
+    The SFT base learns to judge from labelled comparisons, as instruction-tuned models learn from human-labelled
+    judgements before any self-improvement: for each training prompt, ``judge_per_prompt`` pairs of distinct noisy
+    demonstrations with a third noisy demonstration as the reference, labelled by the raters' majority (the higher
+    oracle score; a coin flip on ties). After that the judge's only source
+    of truth is itself; its accuracy is measured against the oracle.
+    """
+
+    judge_per_prompt: int = 4  # judge examples per training prompt in the SFT data (both answer orders occur)
+    judge_template: str = field(default="judge {prompt} ref {reference} ? {a} vs {b} ?", init=False)
+    judge_answers: tuple[str, str] = field(default=("first", "second"), init=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.tokenizer = word_tokenizer((*VOCAB[len(SPECIAL) :], *JUDGE_WORDS))
+
+    def judge_query(self, prompt: str, a: str, b: str, reference: str) -> str:
+        return self.judge_template.format(prompt=prompt, a=a, b=b, reference=reference)
+
+    def judge_demonstration(self, prompt: str, rng: random.Random) -> dict:
+        """One labelled comparison of two distinct noisy demonstrations: ``{"prompt": query, "response": answer}``."""
+        a = self.demonstration(prompt, rng)
+        for _ in range(100):
+            b = self.demonstration(prompt, rng)
+            if b != a:
+                break
+        else:  # the writer never slips on this prompt (demo_noise = 0): compare with a corrupted copy
+            b = " | ".join(" ".join(self.corrupt(st, rng)) for st in split_steps(a))
+        sa, sb = self.score(prompt, a), self.score(prompt, b)
+        first = sa > sb or (sa == sb and rng.random() < 0.5)  # the raters' majority: the higher oracle score
+        query = self.judge_query(prompt, a, b, reference=self.demonstration(prompt, rng))
+        return {"prompt": query, "response": self.judge_answers[0 if first else 1]}
+
+    def sft_rows(self, demos_per_prompt: int, rng: random.Random) -> list[dict]:
+        rows = super().sft_rows(demos_per_prompt, rng)
+        return rows + [
+            self.judge_demonstration(p, rng) for p in self.train_prompts for _ in range(self.judge_per_prompt)
+        ]

@@ -1,0 +1,60 @@
+"""Self-judged strengths, ranked pairing and the judge world."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from prefkit.selfjudge import Judge, answer_probs, oracle_strengths, ranked_pairs, self_judge
+from prefkit.worlds import JudgeStringWorld, StringWorld
+
+
+def test_self_judged_strengths_are_a_proper_preference_matrix(tok, model):
+    judge = Judge("{prompt} {a} | {b} =", ("a", "b"))
+    mats = self_judge(model, tok, judge, ["reverse : a b =", "sort : c ="], [["a b", "b a", "c"], ["c", "d"]])
+    assert [m.shape for m in mats] == [(3, 3), (2, 2)]
+    for m in mats:
+        np.testing.assert_allclose(m + m.T, 1.0, atol=1e-6)  # both orders averaged: P(i > j) + P(j > i) = 1
+        assert ((m >= 0) & (m <= 1)).all()
+    q = answer_probs(model, tok, [judge.query("sort : c =", "c", "d"), judge.query("sort : c =", "d", "c")], ("a", "b"))
+    np.testing.assert_allclose(q.sum(1), 1.0, atol=1e-6)
+    assert mats[1][0, 1] == pytest.approx(0.5 * (q[0, 0] + 1 - q[1, 0]), abs=1e-6)
+
+
+def test_multi_token_answers_are_refused(tok, model):
+    with pytest.raises(ValueError, match="is 2 tokens"):
+        answer_probs(model, tok, ["a ="], ("a b", "c"))
+
+
+def test_ranked_pairing_best_with_worst_then_inwards():
+    ys = ["y0", "y1", "y2", "y3", "y4"]
+    P = oracle_strengths([0.2, 0.9, 0.5, 0.1, 0.7])  # ranks: y1 > y4 > y2 > y0 > y3
+    rows = ranked_pairs("p", ys, P)
+    assert [(r["chosen"], r["rejected"]) for r in rows] == [("y1", "y3"), ("y4", "y0")]
+    assert all(r["strength"] == 1.0 for r in rows)
+    soft = np.full((4, 4), 0.5)
+    soft[0, 3], soft[3, 0] = 0.8, 0.2
+    soft[1, 2], soft[2, 1] = 0.5, 0.5  # a tie: no preference, no pair
+    rows = ranked_pairs("p", ["a", "b", "c", "d"], soft)
+    assert [(r["chosen"], r["rejected"], r["strength"]) for r in rows] == [("a", "d", 0.8)]
+    assert ranked_pairs("p", ["a", "d", "a", "d"], oracle_strengths([1, 0, 1, 0])) == [
+        {"prompt": "p", "chosen": "a", "rejected": "d", "strength": 1.0},
+        {"prompt": "p", "chosen": "a", "rejected": "d", "strength": 1.0},
+    ]
+    assert ranked_pairs("p", ["a", "a"], oracle_strengths([1, 0])) == []  # identical texts: nothing to learn
+    with pytest.raises(ValueError, match=r"must be \(3, 3\)"):
+        ranked_pairs("p", ["a", "b", "c"], soft)
+
+
+def test_judge_world_sft_rows_teach_judging_with_rater_labels():
+    world = JudgeStringWorld(seed=0, n_train=50, n_eval=10, judge_per_prompt=2)
+    rows = world.sft_rows(1, random.Random(0))
+    judge_rows = [r for r in rows if r["prompt"].startswith("judge ")]
+    assert len(rows) == 150 and len(judge_rows) == 100
+    assert {r["response"] for r in judge_rows} == {"first", "second"}
+    ids = world.tokenizer(judge_rows[0]["prompt"])["input_ids"]
+    assert world.tokenizer.unk_token_id not in ids
+    plain = StringWorld(seed=0, n_train=50, n_eval=10)
+    assert plain.sft_rows(1, random.Random(0)) == rows[:50]  # the plain world's SFT data is unchanged
