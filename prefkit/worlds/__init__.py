@@ -1,6 +1,7 @@
 """Offline toy worlds with oracles: prompts, demonstrations, a graded ``score(prompt, response)`` and raters."""
 
 from .raters import RaterGroups
+from .sentiment import SentimentWorld
 from .strings import (
     LETTERS,
     OPS,
@@ -24,4 +25,5 @@ __all__ = [
     "make_tokenizer",
     "word_tokenizer",
     "RaterGroups",
+    "SentimentWorld",
 ]
