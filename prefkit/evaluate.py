@@ -106,10 +106,9 @@ def idealized_ranking_accuracy(
     return float(np.mean(ref_chosen_logps - ref_rejected_logps + np.log(p / (1 - p)) / beta > 0))
 
 
-def ranking_report(policy, reference, tokenizer, rows: Sequence[dict], beta: float) -> dict:
-    """Ranking accuracies of ``policy`` on preference ``rows`` (prompt/chosen/rejected, and ``p_true`` for the
-    idealized accuracy), and the fate of the pairs the reference ranked wrong.
-    """
+def pair_logps(policy, reference, tokenizer, rows: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Summed log-probs of each row's chosen and rejected response under the policy (``pc``, ``pr``) and under the
+    reference (``rc``, ``rr``), and the response-token counts (``nc``, ``nr``)."""
     prompts = [r["prompt"] for r in rows]
     ch, rj = [r["chosen"] for r in rows], [r["rejected"] for r in rows]
     pc, nc = response_logps(policy, tokenizer, prompts, ch)
@@ -117,6 +116,15 @@ def ranking_report(policy, reference, tokenizer, rows: Sequence[dict], beta: flo
     with reference.as_model() as ref:
         rc, _ = response_logps(ref, tokenizer, prompts, ch)
         rr, _ = response_logps(ref, tokenizer, prompts, rj)
+    return {"pc": pc, "pr": pr, "rc": rc, "rr": rr, "nc": nc, "nr": nr}
+
+
+def ranking_report(policy, reference, tokenizer, rows: Sequence[dict], beta: float) -> dict:
+    """Ranking accuracies of ``policy`` on preference ``rows`` (prompt/chosen/rejected, and ``p_true`` for the
+    idealized accuracy), and the fate of the pairs the reference ranked wrong.
+    """
+    lp = pair_logps(policy, reference, tokenizer, rows)
+    pc, pr, rc, rr, nc, nr = (lp[k] for k in ("pc", "pr", "rc", "rr", "nc", "nr"))
     ref_right = rc > rr
     pol_right = pc > pr
     out = {
@@ -194,14 +202,8 @@ def margin_tracking(policy, reference, tokenizer, rows: Sequence[dict], beta: fl
     rows = [r for r in rows if r["score_chosen"] != r["score_rejected"]]
     if len(rows) < 2 * n_bins:
         raise ValueError(f"need at least {2 * n_bins} pairs with different oracle scores, got {len(rows)}")
-    prompts = [r["prompt"] for r in rows]
-    ch, rj = [r["chosen"] for r in rows], [r["rejected"] for r in rows]
-    pc, _ = response_logps(policy, tokenizer, prompts, ch)
-    pr, _ = response_logps(policy, tokenizer, prompts, rj)
-    with reference.as_model() as ref:
-        rc, _ = response_logps(ref, tokenizer, prompts, ch)
-        rr, _ = response_logps(ref, tokenizer, prompts, rj)
-    m = beta * ((pc - rc) - (pr - rr))
+    lp = pair_logps(policy, reference, tokenizer, rows)
+    m = beta * ((lp["pc"] - lp["rc"]) - (lp["pr"] - lp["rr"]))
     dr = np.array([r["score_chosen"] - r["score_rejected"] for r in rows])
     oriented = m * np.sign(dr)
     order = np.argsort(np.abs(dr), kind="stable")

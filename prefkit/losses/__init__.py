@@ -44,6 +44,7 @@ from .pairwise import (
 LOSSES: dict[str, Callable] = {
     "dpo": dpo_loss,
     "cdpo": dpo_loss,  # conservative DPO: dpo_loss with label_smoothing > 0
+    "osp": dpo_loss,  # OSP (Zhai et al. 2024): soft-preference cross-entropy = DPO with a per-pair ``strength`` label
     "dove": dpo_loss,  # DOVE / JPO (Bansal et al. 2024): DPO on joint log-probs log π(x, y) (prefkit.logps.encode_joint)
     "dpo_norm": norm_dpo_loss,  # length-normalised DPO (Tülu 3; Delta learning)
     "robust": robust_dpo_loss,
@@ -64,6 +65,7 @@ LOSSES: dict[str, Callable] = {
 CONFIGS = {
     "dpo": DPOConfig,
     "cdpo": DPOConfig,
+    "osp": DPOConfig,
     "dove": DPOConfig,
     "dpo_norm": NormDPOConfig,
     "robust": RobustDPOConfig,
