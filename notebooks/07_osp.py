@@ -113,7 +113,7 @@ import torch
 from IPython.display import display
 
 from prefkit import plot
-from prefkit.evaluate import oracle_eval, ranking_report
+from prefkit.evaluate import oracle_eval, ranking_report, win_rate
 from prefkit.losses import dpo_loss
 from prefkit.models import Reference, resolve_device
 from prefkit.repro import claims_table, make_claim, seed_everything, write_result
@@ -210,8 +210,9 @@ if profile == "toy":
                 log.append({
                     "arm": name, "seed": s, "round": it, "pairs": len(rows),
                     "mean_strength": float(np.mean([r["strength"] for r in rows])),
-                    "label_acc": float(np.mean([world.score(r["prompt"], r["chosen"]) > world.score(r["prompt"], r["rejected"]) for r in rows])),
-                    "score": ev["score"], "win_rate": ev["win_rate"], "kl": ev["kl"], "length": ev["length"],
+                    "label_acc": win_rate([world.score(r["prompt"], r["chosen"]) for r in rows],
+                                          [world.score(r["prompt"], r["rejected"]) for r in rows]),
+                    "score": ev["score"], "score_sem": ev["score_sem"], "win_rate": ev["win_rate"], "kl": ev["kl"], "length": ev["length"],
                     "judge_acc": judge_accuracy(policy, tok, judge, st["labelled"]),
                 })  # fmt: skip
             check += [float(np.abs(m + m.T - 1).max()) for m in self_judge(base, tok, judge, st["pool"][:8], ys[:8])]
@@ -284,6 +285,7 @@ claims = []
 if profile == "toy":
     last = log[log["round"] == log["round"].max()].set_index(["arm", "seed"])
     col = lambda arm, c: last.loc[arm, c].loc[seeds]  # noqa: E731
+    sft_col = lambda c: log[log["round"] == 0].groupby("seed")[c].first().loc[seeds].to_numpy()  # noqa: E731
     soft, hard, orc = list(arms)
     claims.append(make_claim(
         "O1", "soft self-judged strengths beat hard labels", "score (soft) - score (hard)",
@@ -295,6 +297,9 @@ if profile == "toy":
         "O2", f"a {pool_size}-prompt pool suffices to self-improve", "oracle win rate of OSP (soft) against SFT",
         col(soft, "win_rate"), lambda v: v > 0.5, "> 0.5 per seed", asserted=not smoke,
         paper="self-improvement from about 200 prompts without external supervision (a model already good at judging)",
+        extra={"win_rate_ci95_halfwidth": (1.96 * np.sqrt(col(soft, "win_rate") * (1 - col(soft, "win_rate"))
+                                                          / len(world.eval_prompts))).tolist(),
+               "score_gain": (col(soft, "score") - sft_col("score")).tolist(), "score_sem": col(soft, "score_sem").tolist()},
     ))  # fmt: skip
     claims.append(make_claim(
         "O3", "oracle labels are an upper bound for self-judged ones", "score (oracle labels) - score (soft)",
@@ -302,7 +307,7 @@ if profile == "toy":
     ))  # fmt: skip
     claims.append(make_claim(
         "O4", "length bias: OSP's responses grow longer than the SFT model's", "mean length OSP (soft) - SFT (tokens)",
-        col(soft, "length") - log[log["round"] == 0].set_index(["arm", "seed"]).loc[soft, "length"].loc[seeds], lambda v: v > 0, "> 0 per seed", asserted=not smoke,
+        col(soft, "length") - sft_col("length"), lambda v: v > 0, "> 0 per seed", asserted=not smoke,
         paper="OSP's responses get longer (LLM judges favour length)",
     ))  # fmt: skip
     claims.append(make_claim(

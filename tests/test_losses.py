@@ -311,6 +311,7 @@ def test_registry_knows_all_names():
     expected = {
         "dpo": dpo_loss,
         "cdpo": dpo_loss,
+        "osp": dpo_loss,
         "dove": dpo_loss,
         "dpo_norm": norm_dpo_loss,
         "robust": robust_dpo_loss,
