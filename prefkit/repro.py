@@ -255,8 +255,8 @@ def update_readme_table(readme: str | os.PathLike = "README.md", root: str | os.
     """Rewrite the notebook table between the README's markers from every ``<root>/*/result.json``."""
     readme, root = Path(readme), Path(root)
     rows = ["| notebook | paper | claims | status |", "|---|---|---|---|"]
-    for rj in sorted(root.glob("*/result.json")):
-        r = load_result(rj)
+    results = [load_result(rj) for rj in root.glob("*/result.json")]
+    for r in sorted(results, key=lambda r: (r.get("notebook") or "~", r["method"])):  # in notebook order
         counts: dict[str, int] = {}
         for c in r["claims"]:
             counts[c["status"]] = counts.get(c["status"], 0) + 1
