@@ -321,7 +321,8 @@ if profile == "toy":
 # %% [markdown]
 # Left and middle: exploitability against the number of comparisons (mean and band over seeds). Right: the first
 # seed's path on the simplex. The last iterate circles the Minimax Winner (★), the running average spirals in, and
-# the Bradley-Terry + RL policies (×, one per budget) sit at the corner of the reward model's favourite, B.
+# the Bradley-Terry + RL policies (×, one per budget, one seed) sit at a corner: with enough comparisons the reward
+# model's favourite, B.
 
 # %%
 if profile == "toy":
