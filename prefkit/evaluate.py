@@ -216,3 +216,14 @@ def margin_tracking(policy, reference, tokenizer, rows: Sequence[dict], beta: fl
         "oracle_reward_acc": win_rate(oriented, np.zeros_like(oriented)),
         "bins": bins,
     }
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve of ``scores`` as a detector of ``labels`` (the probability that a random positive
+    scores above a random negative, ties counting half). NaN when either class is empty."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

@@ -102,18 +102,26 @@ def sequence_logps(
     attention_mask: Tensor,  # (N, T)
     response_mask: Tensor,  # (N, T) 1 on the tokens whose log-prob is summed
     chunk_size: int = 1024,
+    pixel_values: Tensor | None = None,  # (n_images, 3, S, S) the sequences' pictures in order (vision-language)
 ) -> tuple[Tensor, Tensor]:
     """Summed response log-probs (N,) in float32 and response-token counts (N,).
 
     Works for any Hugging Face causal LM that exposes ``get_decoder()`` and ``get_output_embeddings()`` (PEFT-wrapped
-    ones too). Token t is predicted from position t - 1, so the first token of a sequence is never scored.
+    ones too), and with ``pixel_values`` for LLaVA-style vision-language models, whose backbone puts the pictures'
+    visual tokens on the image tokens (see :mod:`prefkit.vlm`). Token t is predicted from position t - 1, so the
+    first token of a sequence is never scored.
     """
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     target_mask = response_mask[:, 1:].to(device).bool()  # (N, T-1): positions 0..T-2 predict tokens 1..T-1
     counts = target_mask.sum(-1)  # (N,)
-    decoder = model.get_decoder()
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (N,T,H)
+    if pixel_values is None:
+        backbone, extra = model.get_decoder(), {}
+    else:  # LLaVA-style: the multimodal backbone (vision tower + projector + decoder)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        backbone, extra = base.model, {"pixel_values": pixel_values.to(device)}
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra)
+    hidden = out.last_hidden_state  # (N, T, H)
     h = hidden[:, :-1][target_mask]  # (M, H) only the response positions reach the LM head
     targets = input_ids[:, 1:][target_mask]  # (M,)
     row = torch.arange(input_ids.shape[0], device=device)[:, None].expand_as(target_mask)[target_mask]  # (M,)

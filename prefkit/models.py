@@ -117,7 +117,39 @@ def load_lm(
     training (its narrow range overflows DPO's log-ratio sums). Weights load from safetensors only, and remote code
     runs only when ``trust_remote_code=True`` is passed. ``tokenizer``: use this one instead of loading one.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    return _load(AutoModelForCausalLM, name_or_path, quantize, lora, device, dtype, trust_remote_code, tokenizer)
+
+
+def load_vlm(
+    name_or_path: str,
+    quantize: str | None = "4bit",
+    lora: LoraSpec | None = None,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    tokenizer=None,
+):
+    """Load a LLaVA-style vision-language model (``AutoModelForImageTextToText``) and its tokenizer, like
+    :func:`load_lm`: 4-bit NF4 or full precision, LoRA on the language model's linear layers only (the vision tower
+    and projector stay frozen), eager attention so that attention maps come out (:mod:`prefkit.vlm`)."""
+    from transformers import AutoModelForImageTextToText
+
+    if lora is not None and lora.target_modules == "all-linear":
+        lora = LoraSpec(lora.r, lora.alpha, lora.dropout, LANGUAGE_LINEAR)
+    return _load(
+        AutoModelForImageTextToText, name_or_path, quantize, lora, device, dtype, trust_remote_code, tokenizer,
+        attn_implementation="eager",
+    )  # fmt: skip
+
+
+# the language model's attention and MLP projections (LLaVA: model.language_model.layers.N.*)
+LANGUAGE_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def _load(auto_cls, name_or_path, quantize, lora, device, dtype, trust_remote_code, tokenizer, **extra):
+    from transformers import AutoTokenizer
 
     dev = resolve_device(device)
     quantize = None if quantize == "none" else quantize
@@ -128,7 +160,7 @@ def load_lm(
     if dtype == torch.float16:
         raise ValueError("fp16 training is not supported: use bfloat16 (GPU) or float32 (CPU)")
     dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
-    kw: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": trust_remote_code}
+    kw: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": trust_remote_code, **extra}
     if quantize == "4bit":
         kw["quantization_config"] = bnb_4bit_config(dev)
         kw["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
@@ -136,7 +168,7 @@ def load_lm(
     tok = tokenizer or AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+    model = auto_cls.from_pretrained(name_or_path, **kw)
     if quantize == "4bit" and dev.type == "cpu":
         # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for a bf16 inference kernel on the first
         # eval-mode no-grad forward (a reference pass, sampling). The repacking is one-way and that kernel has no
@@ -220,10 +252,12 @@ class Reference:
             yield self.model
 
     @torch.no_grad()
-    def precompute(self, rows: list[dict], tokenizer, batch_size: int = 256, mask_prompt: bool = False) -> list[dict]:
+    def precompute(
+        self, rows: list[dict], tokenizer, batch_size: int = 256, mask_prompt: bool = False, extra=None
+    ) -> list[dict]:
         """Copies of pairwise (or joint) ``rows`` with ``ref_chosen_logps`` / ``ref_rejected_logps`` added, computed
-        once, so training needs no reference forward at all (the batches carry them). ``mask_prompt`` as in
-        :class:`prefkit.train.StepBatches` for joint rows."""
+        once, so training needs no reference forward at all (the batches carry them). ``mask_prompt`` and ``extra``
+        (e.g. :class:`prefkit.vlm.PixelBatch` for pictures) as in :class:`prefkit.train.StepBatches`."""
         from .logps import encode_joint, encode_pairs
 
         out = []
@@ -231,6 +265,8 @@ class Reference:
             chunk = rows[s : s + batch_size]
             joint = "prompt_chosen" in chunk[0]
             batch = encode_joint(tokenizer, chunk, mask_prompt) if joint else encode_pairs(tokenizer, chunk)
+            if extra is not None:
+                batch.update(extra(chunk))
             lp, _ = self.logps(batch)
             B = len(chunk)
             for r, c, j in zip(chunk, lp[:B].tolist(), lp[B:].tolist()):
@@ -285,11 +321,17 @@ class Reference:
     def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         key = None
         if self._cache is not None:
-            key = fingerprint([batch["input_ids"].tolist(), batch["response_mask"].tolist()])
+            parts = [batch["input_ids"].tolist(), batch["response_mask"].tolist()]
+            if "pixel_values" in batch:
+                parts.append(hashlib.sha256(batch["pixel_values"].cpu().numpy().tobytes()).hexdigest())
+            key = fingerprint(parts)
             if key in self._cache:
                 return self._cache[key]
         with self.as_model() as m:
-            out = sequence_logps(m, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+            out = sequence_logps(
+                m, batch["input_ids"], batch["attention_mask"], batch["response_mask"],
+                pixel_values=batch.get("pixel_values"),
+            )  # fmt: skip
         if key is not None:
             self._cache[key] = out
         return out

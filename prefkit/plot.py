@@ -96,3 +96,30 @@ def simplex_axes(ax, labels: Sequence[str]):
     for spine in ax.spines.values():
         spine.set_visible(False)
     return ax
+
+
+def pictures_with_attention(
+    ax, images: Sequence[np.ndarray], maps: Sequence[np.ndarray], title: str = "", targets=None, gap: int = 2
+):
+    """Pictures side by side with each one's (g, g) patch-attention map over it: the more attention a patch gets,
+    the more it glows (one scale for the whole row). ``targets``: per picture a bool pixel mask; its bounding box is drawn in green."""
+    s = images[0].shape[0]
+    width = len(images) * (s + gap) - gap
+    canvas = np.ones((s, width, 3))
+    heat = np.zeros((s, width))
+    boxes = []
+    for i, (im, m) in enumerate(zip(images, maps)):
+        x = i * (s + gap)
+        canvas[:, x : x + s] = im / 255.0
+        heat[:, x : x + s] = np.kron(m, np.ones((s // m.shape[0], s // m.shape[1])))
+        if targets is not None and np.any(targets[i]):
+            ys, xs = np.nonzero(targets[i])
+            boxes.append((x + xs.min() - 0.5, ys.min() - 0.5, xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+    rgba = plt.get_cmap("inferno")(heat / max(heat.max(), 1e-12))
+    rgba[..., 3] = 0.8 * heat / max(heat.max(), 1e-12)
+    ax.imshow(canvas, interpolation="nearest")
+    ax.imshow(rgba, interpolation="nearest")
+    for bx, by, bw, bh in boxes:  # the target's bounding box (pic-in-pic "large": the whole picture)
+        ax.add_patch(plt.Rectangle((bx, by), bw, bh, fill=False, edgecolor="#2ca02c", linewidth=2))
+    ax.set(xticks=[], yticks=[], title=title)
+    ax.grid(False)

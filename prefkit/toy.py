@@ -10,7 +10,8 @@ from __future__ import annotations
 import inspect
 import math
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from . import __version__
 from .generate import sample
 from .models import TinyLlamaConfig, cache_dir, fingerprint, tiny_llama
 from .train import StepBatches, TrainConfig, sft_objective, train
+from .vlm import TinyLlavaConfig
 
 
 @dataclass
@@ -32,21 +34,20 @@ class ToyBaseConfig:
     seed: int = 0
 
 
-def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = True):
-    """Train (or load from the cache) the SFT base for ``world``; cached under a hash of world and config."""
-    from transformers import LlamaForCausalLM
-
+def _base_path(world, config, kind: str) -> Path:
     # the world's parameters and its fixed formats (e.g. a judge template); the derived state (tokenizer, prompt
     # lists) is left out of the key (repr=False) since it follows from the rest
     world_params = {f.name: getattr(world, f.name) for f in fields(world) if f.init or f.repr}
     key = fingerprint({"world": world_params, "config": asdict(config), "prefkit": __version__})
-    path = cache_dir() / "toy-bases" / key
+    return cache_dir() / kind / key
+
+
+def _train_cached(path: Path, cache: bool, load, make, rows, config, tokenizer, progress: bool, desc: str, extra=None):
+    """Load the base at ``path``, or build it with ``make()``, fine-tune it on ``rows`` and save it atomically."""
     if cache and (path / "config.json").exists():
-        return LlamaForCausalLM.from_pretrained(path).train()
-    rng = random.Random(config.seed)
-    rows = world.sft_rows(config.demos_per_prompt, rng)
-    model = tiny_llama(world.tokenizer, config.model, seed=config.seed)
-    batches = StepBatches(rows, world.tokenizer, config.batch_size, seed=config.seed, kind="sft")
+        return load(path).train()
+    model = make()
+    batches = StepBatches(rows, tokenizer, config.batch_size, seed=config.seed, kind="sft", extra=extra)
     tc = TrainConfig(
         steps=config.steps,
         lr=config.lr,
@@ -54,7 +55,7 @@ def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = 
         seed=config.seed,
         sanity_check=False,
         progress=progress,
-        desc="SFT base",
+        desc=desc,
     )
     train(model, sft_objective(), batches, tc)
     if cache:
@@ -63,6 +64,66 @@ def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = 
         if not path.exists():  # another process may have finished the same base first
             tmp.replace(path)
     return model.train()
+
+
+def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = True):
+    """Train (or load from the cache) the SFT base for ``world``; cached under a hash of world and config."""
+    from transformers import LlamaForCausalLM
+
+    path = _base_path(world, config, "toy-bases")
+    rows = world.sft_rows(config.demos_per_prompt, random.Random(config.seed))
+    make = lambda: tiny_llama(world.tokenizer, config.model, seed=config.seed)  # noqa: E731
+    return _train_cached(
+        path, cache, LlamaForCausalLM.from_pretrained, make, rows, config, world.tokenizer, progress, "SFT base"
+    )
+
+
+def _vlm_mix() -> dict[str, float]:
+    # mostly single pictures, a few short sequences and collages: the regime where multi-image confusion shows
+    return {"sequence:1": 0.7, "sequence:2": 0.15, "sequence:3": 0.05, "grid:2": 0.02, "grid:3": 0.02,
+            "grid:4": 0.02, "pip:2": 0.04}  # fmt: skip
+
+
+@dataclass
+class ToyVLMConfig:
+    model: TinyLlavaConfig = field(default_factory=TinyLlavaConfig)
+    n_questions: int = 20_000  # demonstrated questions (each with fresh pictures)
+    mix: dict[str, float] = field(default_factory=_vlm_mix)  # {"format:n_images": weight}
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    seed: int = 0
+
+
+def vlm_base(world, config: ToyVLMConfig, cache: bool = True, progress: bool = True):
+    """Train (or load from the cache) a tiny LLaVA on ``world``'s (a :class:`prefkit.worlds.ShapesWorld`)
+    demonstrations; cached under a hash of world and config."""
+    from transformers import LlavaForConditionalGeneration
+
+    from .vlm import ImagePrep, PixelBatch, tiny_llava, vlm_rows
+
+    path = _base_path(world, config, "toy-vlm-bases")
+    make = lambda: tiny_llava(world.tokenizer, config.model, seed=config.seed)  # noqa: E731
+    load = lambda p: LlavaForConditionalGeneration.from_pretrained(p, attn_implementation="eager")  # noqa: E731
+    if cache and (path / "config.json").exists():
+        return load(path).train()
+    model = make()
+    rows = vlm_rows(world.sft_rows(config.n_questions, config.mix, seed=config.seed), world.tokenizer, model)
+    extra = PixelBatch(ImagePrep.for_model(model))
+    return _train_cached(
+        path, cache, load, lambda: model, rows, config, world.tokenizer, progress, "SFT base (VLM)", extra
+    )
+
+
+def sft_arm(base, tokenizer, rows, train_config: TrainConfig, batch_size: int = 64, extra=None):
+    """Fine-tune a copy of ``base`` on (prompt, response) ``rows`` with the SFT objective (a control arm next to
+    :func:`run_arm`'s preference arms). Returns ``(policy, history)``."""
+    import copy
+
+    policy = copy.deepcopy(base)
+    batches = StepBatches(rows, tokenizer, batch_size, train_config.seed, "sft", extra=extra)
+    return policy, train(policy, sft_objective(), batches, replace(train_config, sanity_check=False))
 
 
 def sample_pairs(world, model, prompts, n_candidates: int = 2, seed: int = 0, **sample_kw) -> tuple[list[dict], int]:
@@ -278,6 +339,7 @@ def run_arm(
     batch_size: int = 64,
     mask_prompt: bool = False,
     aux=None,
+    extra=None,
     **hparams,
 ):
     """Fine-tune a copy of ``base`` on pairwise or listwise ``rows`` with ``loss`` (+ ``hparams``, e.g. ``beta``).
@@ -300,9 +362,10 @@ def run_arm(
     if "ref_logps" in inspect.signature(loss).parameters:  # reference-based listwise: π_ref's log-probs, once
         rows = ref.precompute_lists(rows, tokenizer)
     elif "ref_chosen_logps" in inspect.signature(loss).parameters:  # reference-based pairwise
-        rows = ref.precompute(rows, tokenizer, mask_prompt=mask_prompt)
+        rows = ref.precompute(rows, tokenizer, mask_prompt=mask_prompt, extra=extra)
     kind = "listwise" if listwise else "pairwise"
-    extra = aux.batch if aux is not None else None
+    if aux is not None:
+        extra = aux.batch if extra is None else (lambda rows, a=extra, b=aux.batch: {**a(rows), **b(rows)})
     batches = StepBatches(rows, tokenizer, batch_size, train_config.seed, kind, mask_prompt, extra)
     objective = preference_objective(loss, ref, **hparams)
     if aux is not None:

@@ -42,7 +42,10 @@ def pairwise_forward(policy, reference, batch: dict[str, Tensor], loss: Callable
     Returns ``(losses (B,), metrics)`` where metrics are detached floats: mean implicit rewards, margin, reward
     accuracy, and the policy's mean log-probs.
     """
-    logps, lengths = sequence_logps(policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+    logps, lengths = sequence_logps(
+        policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"],
+        pixel_values=batch.get("pixel_values"),
+    )  # fmt: skip
     B = logps.shape[0] // batch.get("n_branches", 2)
     inputs = {
         "policy_chosen_logps": logps[:B],
@@ -163,7 +166,10 @@ def sft_objective() -> Callable:
     """Supervised fine-tuning: mean negative log-likelihood per response token."""
 
     def loss_fn(policy, batch):
-        logps, counts = sequence_logps(policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+        logps, counts = sequence_logps(
+            policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"],
+            pixel_values=batch.get("pixel_values"),
+        )  # fmt: skip
         nll = -logps.sum() / counts.sum().clamp(min=1)
         return nll, {"loss": nll.item(), "nll": nll.item()}
 

@@ -125,3 +125,29 @@ def test_p2c_hf_profile_on_a_local_encoder(tmp_path, fresh_cache):
     assert result["parameters"]["profile"] == "hf" and result["encoder"] == str(g.get_model_path())
     assert result["claims"] and all(c["status"] == "not asserted" for c in result["claims"])
     assert result["figures"] == ["p2c_world.png", "p2c_pairs.png", "p2c_ablations_noise_calibration.png"]
+
+
+@pytest.mark.notebook
+def test_mia_dpo_hf_profile_on_a_local_4bit_llava(tmp_path, fresh_cache):
+    """09_mia_dpo's `hf` profile: a LLaVA-architecture model from a local folder, 4-bit NF4 with LoRA on its
+    language model, answering the shapes world's questions before and after MIA-DPO."""
+    from prefkit.vlm import TinyLlavaConfig, tiny_llava
+    from prefkit.worlds.shapes import ShapesWorld
+
+    world = ShapesWorld()
+    model_dir = tmp_path / "tiny-llava"
+    cfg = TinyLlavaConfig(vision_hidden=32, vision_layers=1, vision_heads=2, hidden=64, intermediate=128, layers=2)
+    tiny_llava(world.tokenizer, cfg).save_pretrained(model_dir, safe_serialization=True)
+    world.tokenizer.save_pretrained(model_dir)
+    result = run_notebook(
+        ROOT / "notebooks" / "09_mia_dpo.ipynb",
+        tmp_path / "out",
+        profile="hf",
+        model_name=str(model_dir),
+        template="{prompt}",
+        max_new_tokens=1,
+    )
+    assert result["parameters"]["profile"] == "hf" and result["parameters"]["quantize"] == "4bit"
+    assert [c["status"] for c in result["claims"]] == ["not asserted"]
+    assert result["figures"] == ["hf_training.png"]
+    assert 0 <= result["before"]["multi_acc"] <= 1 and 0 <= result["after"]["multi_acc"] <= 1
