@@ -53,12 +53,11 @@ class TinyLlamaConfig:
     tie_word_embeddings: bool = False
 
 
-def tiny_llama(tokenizer, config: TinyLlamaConfig | None = None, seed: int = 0):
-    """A from-scratch ``LlamaForCausalLM`` sized for ``tokenizer``; parameters initialised from ``seed``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def llama_config(tokenizer, c: TinyLlamaConfig):
+    """The ``LlamaConfig`` of a tiny Llama sized for ``tokenizer`` (its special tokens, its vocabulary)."""
+    from transformers import LlamaConfig
 
-    c = config or TinyLlamaConfig()
-    cfg = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=c.hidden_size,
         intermediate_size=c.intermediate_size,
@@ -71,6 +70,13 @@ def tiny_llama(tokenizer, config: TinyLlamaConfig | None = None, seed: int = 0):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+
+
+def tiny_llama(tokenizer, config: TinyLlamaConfig | None = None, seed: int = 0):
+    """A from-scratch ``LlamaForCausalLM`` sized for ``tokenizer``; parameters initialised from ``seed``."""
+    from transformers import LlamaForCausalLM
+
+    cfg = llama_config(tokenizer, config or TinyLlamaConfig())
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)

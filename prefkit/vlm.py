@@ -46,7 +46,9 @@ def tiny_llava(tokenizer, config: TinyLlavaConfig | None = None, seed: int = 0):
 
     The tokenizer must know ``<image>``; every visual token of a picture stands on one ``<image>`` token.
     """
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from .models import TinyLlamaConfig, llama_config
 
     c = config or TinyLlavaConfig()
     image_id = tokenizer.convert_tokens_to_ids(IMAGE)
@@ -60,19 +62,10 @@ def tiny_llava(tokenizer, config: TinyLlavaConfig | None = None, seed: int = 0):
         image_size=c.image_size,
         patch_size=c.patch_size,
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=c.hidden,
-        intermediate_size=c.intermediate,
-        num_hidden_layers=c.layers,
-        num_attention_heads=c.heads,
-        num_key_value_heads=c.heads,
-        max_position_embeddings=c.max_positions,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
+    lm = TinyLlamaConfig(hidden_size=c.hidden, num_hidden_layers=c.layers, num_attention_heads=c.heads,
+                         intermediate_size=c.intermediate, max_position_embeddings=c.max_positions,
+                         tie_word_embeddings=True)  # fmt: skip
+    text = llama_config(tokenizer, lm)
     cfg = LlavaConfig(
         vision_config=vision,
         text_config=text,
