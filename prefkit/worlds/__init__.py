@@ -1,7 +1,10 @@
-"""Offline toy worlds with oracles: prompts, demonstrations, a graded ``score(prompt, response)`` and raters."""
+"""Offline toy worlds with oracles: prompts, demonstrations, a graded ``score(prompt, response)`` and raters;
+shapes pictures (vision-language) and an item catalog with users (recommendation)."""
 
+from .catalog import CatalogWorld
 from .raters import RaterGroups
 from .sentiment import SentimentWorld
+from .shapes import ShapesWorld
 from .strings import (
     LETTERS,
     OPS,
@@ -24,6 +27,8 @@ __all__ = [
     "levenshtein",
     "make_tokenizer",
     "word_tokenizer",
+    "CatalogWorld",
     "RaterGroups",
     "SentimentWorld",
+    "ShapesWorld",
 ]
