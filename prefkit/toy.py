@@ -42,11 +42,12 @@ def _base_path(world, config, kind: str) -> Path:
     return cache_dir() / kind / key
 
 
-def _train_cached(path: Path, cache: bool, load, make, rows, config, tokenizer, progress: bool, desc: str, extra=None):
-    """Load the base at ``path``, or build it with ``make()``, fine-tune it on ``rows`` and save it atomically."""
+def _train_cached(path: Path, cache: bool, load, build, config, tokenizer, progress: bool, desc: str):
+    """Load the base at ``path``; or get ``(model, rows, extra) = build()``, fine-tune the model on the rows (with
+    ``extra`` batch inputs) and save it atomically."""
     if cache and (path / "config.json").exists():
         return load(path).train()
-    model = make()
+    model, rows, extra = build()
     batches = StepBatches(rows, tokenizer, config.batch_size, seed=config.seed, kind="sft", extra=extra)
     tc = TrainConfig(
         steps=config.steps,
@@ -70,11 +71,13 @@ def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = 
     """Train (or load from the cache) the SFT base for ``world``; cached under a hash of world and config."""
     from transformers import LlamaForCausalLM
 
+    def build():
+        rows = world.sft_rows(config.demos_per_prompt, random.Random(config.seed))
+        return tiny_llama(world.tokenizer, config.model, seed=config.seed), rows, None
+
     path = _base_path(world, config, "toy-bases")
-    rows = world.sft_rows(config.demos_per_prompt, random.Random(config.seed))
-    make = lambda: tiny_llama(world.tokenizer, config.model, seed=config.seed)  # noqa: E731
     return _train_cached(
-        path, cache, LlamaForCausalLM.from_pretrained, make, rows, config, world.tokenizer, progress, "SFT base"
+        path, cache, LlamaForCausalLM.from_pretrained, build, config, world.tokenizer, progress, "SFT base"
     )
 
 
@@ -103,17 +106,14 @@ def vlm_base(world, config: ToyVLMConfig, cache: bool = True, progress: bool = T
 
     from .vlm import ImagePrep, PixelBatch, tiny_llava, vlm_rows
 
+    def build():
+        model = tiny_llava(world.tokenizer, config.model, seed=config.seed)
+        rows = vlm_rows(world.sft_rows(config.n_questions, config.mix, seed=config.seed), world.tokenizer, model)
+        return model, rows, PixelBatch(ImagePrep.for_model(model))
+
     path = _base_path(world, config, "toy-vlm-bases")
-    make = lambda: tiny_llava(world.tokenizer, config.model, seed=config.seed)  # noqa: E731
     load = lambda p: LlavaForConditionalGeneration.from_pretrained(p, attn_implementation="eager")  # noqa: E731
-    if cache and (path / "config.json").exists():
-        return load(path).train()
-    model = make()
-    rows = vlm_rows(world.sft_rows(config.n_questions, config.mix, seed=config.seed), world.tokenizer, model)
-    extra = PixelBatch(ImagePrep.for_model(model))
-    return _train_cached(
-        path, cache, load, lambda: model, rows, config, world.tokenizer, progress, "SFT base (VLM)", extra
-    )
+    return _train_cached(path, cache, load, build, config, world.tokenizer, progress, "SFT base (VLM)")
 
 
 def sft_arm(base, tokenizer, rows, train_config: TrainConfig, batch_size: int = 64, extra=None):

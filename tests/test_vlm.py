@@ -269,3 +269,30 @@ def test_answers_never_emit_the_image_token(world, vlm, rows):
     finally:
         hook.remove()
     assert said and all(IMAGE not in s for s in said)
+
+
+def test_toy_bases_are_cached_and_reloaded(world, tmp_path, monkeypatch):
+    import prefkit.toy
+    from prefkit.models import TinyLlamaConfig
+    from prefkit.toy import ToyBaseConfig, ToyVLMConfig, sft_base, vlm_base
+    from prefkit.worlds import StringWorld
+
+    monkeypatch.setenv("PREFKIT_CACHE", str(tmp_path))
+    cfg = ToyVLMConfig(model=SMALL, n_questions=64, steps=3, batch_size=16)
+    first = vlm_base(world, cfg, progress=False)
+    sw = StringWorld(n_train=20, n_eval=4)
+    small = ToyBaseConfig(model=TinyLlamaConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64), steps=3,
+                          demos_per_prompt=2, batch_size=8)  # fmt: skip
+    a = sft_base(sw, small, progress=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached base was trained again")
+
+    monkeypatch.setattr(prefkit.toy, "train", no_training)
+    again = vlm_base(world, cfg, progress=False)  # from the cache: same weights, eager attention kept
+    assert again.config._attn_implementation == "eager"
+    for (n, x), (_, y) in zip(first.state_dict().items(), again.state_dict().items()):
+        torch.testing.assert_close(x, y, msg=n)
+    b = sft_base(sw, small, progress=False)
+    torch.testing.assert_close(a.get_output_embeddings().weight, b.get_output_embeddings().weight)
+    assert len(list((tmp_path / "toy-bases").iterdir())) == 1 and len(list((tmp_path / "toy-vlm-bases").iterdir())) == 1
