@@ -7,8 +7,11 @@ conditions the same generator on the user's preferences written in natural langu
 
 - **Mender-Emb**: a frozen sentence encoder embeds each preference and each history item's text; the encoder of the
   generator reads these vectors (one token each, through a linear map);
-- **Mender-Tok**: the preference texts and the history items' titles are tokenised (word level here) and read as
-  tokens.
+- **Mender-Tok**: the preference texts and the history items' titles are tokenised and read by the generator itself.
+  The paper fine-tunes a pretrained language model on the full token sequence. Here, at toy scale, word embeddings
+  are learned from scratch and averaged per text (one encoder token per preference or history item, like
+  Mender-Emb), which keeps its cost equal to Mender-Emb's; the contrast left is a frozen pretrained sentence encoder
+  against text features learned from the task alone.
 
 The decoder generates the target's ID token by token: p(ID) = Π_m p(c_m | c_<m, encoder input) (Eq. 1, this
 module's numbering), trained with cross-entropy on the target's ID. The papers decode with beam search restricted to
@@ -96,8 +99,10 @@ class GenerativeRetriever(nn.Module):
         """Encoder memory (B, S, d) and its padding mask (B, S), True on padding."""
         if self.mode == "emb":
             x = self.text_proj(batch["vectors"])  # (B, S, d)
-        elif self.mode == "tok":
-            x = self.word_emb(batch["words"])
+        elif self.mode == "tok":  # (B, S, W) words per text -> the mean of their embeddings, one token per text
+            words = batch["words"]
+            present = (words > 0).unsqueeze(-1).float()
+            x = (self.word_emb(words) * present).sum(2) / present.sum(2).clamp(min=1.0)
         else:
             x = self.code_emb(batch["codes"])
         S = x.shape[1]
@@ -134,23 +139,39 @@ def objective():
     return loss_fn
 
 
+def _shared_memory_decode(model: GenerativeRetriever, y: Tensor, memory: Tensor, pad: Tensor) -> Tensor:
+    """The decoder on (b·N, M, d) ID inputs of N items per row against (b, S, d) memory, without repeating the memory
+    N times: self-attention runs per item, cross-attention per row over all N·M item positions at once (its queries
+    do not interact, so this is the same computation). Equals ``model.decoder`` on the repeated memory."""
+    b, S, d = memory.shape
+    n, M = y.shape[0] // b, y.shape[1]
+    causal = nn.Transformer.generate_square_subsequent_mask(M, device=y.device)
+    for layer in model.decoder.layers:  # norm_first layers (GenerativeRetriever builds them so)
+        y = y + layer._sa_block(layer.norm1(y), causal, None, is_causal=True)
+        cross = layer._mha_block(layer.norm2(y).reshape(b, n * M, d), memory, None, pad)
+        y = y + cross.reshape(b * n, M, d)
+        y = y + layer._ff_block(layer.norm3(y))
+    return model.decoder.norm(y)
+
+
 @torch.no_grad()
-def score_catalog(model: GenerativeRetriever, batch: dict[str, Tensor], chunk: int = 4096) -> Tensor:
+def score_catalog(model: GenerativeRetriever, batch: dict[str, Tensor], chunk: int = 8192) -> Tensor:
     """(B, N_items) log p(ID of item i | row) for every item of the catalog (exact, instead of beam search)."""
     was_training = model.training
     model.eval()
     memory, pad = model.encode(batch)
     B, N = memory.shape[0], model.item_ids.shape[0]
     all_tokens = model.tokens(torch.arange(N, device=memory.device))  # (N, M)
+    start = torch.full((N, 1), model.bos, dtype=torch.long, device=memory.device)
+    y_items = model.code_emb(torch.cat([start, all_tokens[:, :-1]], 1)) + model.dec_pos.weight[None]  # (N, M, d)
     out = torch.empty(B, N)
     per = max(1, chunk // N)  # rows per decoder call
     for s in range(0, B, per):
         mem, pd_ = memory[s : s + per], pad[s : s + per]
         b = mem.shape[0]
-        mem = mem.repeat_interleave(N, 0)  # (b·N, S, d)
-        pd_ = pd_.repeat_interleave(N, 0)
-        tgt = all_tokens.repeat(b, 1)  # (b·N, M)
-        logp = torch.log_softmax(model.id_logits(mem, pd_, tgt).float(), -1).gather(-1, tgt[..., None])[..., 0]
+        h = _shared_memory_decode(model, y_items.repeat(b, 1, 1), mem, pd_)  # (b·N, M, d)
+        tgt = all_tokens.repeat(b, 1)
+        logp = torch.log_softmax(model.head(h).float(), -1).gather(-1, tgt[..., None])[..., 0]
         out[s : s + b] = logp.sum(-1).view(b, N).cpu()
     model.train(was_training)
     return out
@@ -208,7 +229,7 @@ class RowEncoder:
         self.offsets = id_offsets(item_ids)[0]
 
     def words(self, text: str) -> list[int]:
-        return [self.vocab.get(w, 1) for w in text.lower().replace(",", " ,").split()]  # 1: unknown word
+        return [self.vocab.get(w, 1) for w in text.lower().replace(",", " ,").split()] or [1]  # 1: unknown word
 
     def _one(self, r: dict) -> tuple[list, list[int]]:
         prefs = [p["text"] for p in r["preferences"]] if self.use_preferences else []
@@ -216,17 +237,9 @@ class RowEncoder:
         if self.mode == "emb":
             vecs = [self.text_vectors(t) for t in prefs] + [self.item_vectors[i] for i in hist]
             return vecs, [1] * len(prefs) + [0] * len(hist)
-        if self.mode == "tok":
-            toks, seg = [], []
-            for t in prefs:
-                w = self.words(t) + [2]  # 2: separator
-                toks += w
-                seg += [1] * len(w)
-            for i in hist:
-                w = self.words(self.item_texts[i]) + [2]
-                toks += w
-                seg += [0] * len(w)
-            return toks, seg
+        if self.mode == "tok":  # one list of word ids per text
+            texts = [self.words(t) for t in prefs] + [self.words(self.item_texts[i]) for i in hist]
+            return texts, [1] * len(prefs) + [0] * len(hist)
         toks = (self.item_ids[hist] + self.offsets).flatten().tolist()
         return toks, [0] * len(toks)
 
@@ -236,13 +249,17 @@ class RowEncoder:
         mask = torch.zeros(len(rows), S, dtype=torch.long)
         seg = torch.zeros(len(rows), S, dtype=torch.long)
         if self.mode == "emb":
-            D = self.item_vectors.shape[1]
-            x = torch.zeros(len(rows), S, D)
+            x = torch.zeros(len(rows), S, self.item_vectors.shape[1])
+        elif self.mode == "tok":
+            x = torch.zeros(len(rows), S, max((len(w) for p in parts for w in p[0]), default=1), dtype=torch.long)
         else:
             x = torch.zeros(len(rows), S, dtype=torch.long)
         for i, (toks, s) in enumerate(parts):
             n = len(toks)
-            if n:
+            if n and self.mode == "tok":
+                for j, w in enumerate(toks):
+                    x[i, j, : len(w)] = torch.tensor(w, dtype=torch.long)
+            elif n:
                 x[i, :n] = torch.stack(list(toks)) if self.mode == "emb" else torch.tensor(toks)
             mask[i, :n], seg[i, :n] = 1, torch.tensor(s, dtype=torch.long)
         key = {"emb": "vectors", "tok": "words", "tiger": "codes"}[self.mode]

@@ -278,6 +278,7 @@ class TrainConfig:
     lr: float = 5e-7  # DPO paper (Rafailov et al. 2023, App. B): RMSprop, lr 1e-6; 5e-7 is TRL's default for DPO
     weight_decay: float = 0.0
     warmup_steps: int = 0  # DPO paper: 150 linear warm-up steps at its scale
+    schedule: str = "constant"  # after warm-up: "constant" (DPO paper), "linear" or "cosine" decay to 0 at `steps`
     max_grad_norm: float = 1.0  # gradient clipping (TRL/HF Trainer default)
     seed: int = 0
     eval_every: int = 0  # 0: evaluate only at the end (when an eval_fn is given)
@@ -287,6 +288,21 @@ class TrainConfig:
     sanity_tol: float = 1e-3
     progress: bool = True
     desc: str = "train"
+
+
+def lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """The learning-rate multiplier at each step: linear warm-up to 1, then ``config.schedule``."""
+    if config.schedule not in ("constant", "linear", "cosine"):
+        raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {config.schedule!r}")
+    warm = max(1, config.warmup_steps)
+
+    def factor(step: int) -> float:
+        if step + 1 < warm or config.schedule == "constant":
+            return min(1.0, (step + 1) / warm)
+        done = min(1.0, (step + 1 - warm) / (config.steps - warm + 1))  # 0 at the end of warm-up, < 1 at the last step
+        return 1.0 - done if config.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return factor
 
 
 class SanityCheckError(RuntimeError):
@@ -367,8 +383,7 @@ def train(
     if not params:
         raise ValueError("policy has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    warm = max(1, config.warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     policy, optimizer = accelerator.prepare(policy, optimizer)
     rows: list[dict] = []
     evals: list[dict] = []

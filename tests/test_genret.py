@@ -96,9 +96,26 @@ def test_row_encoder_inputs(ids):
     texts = [f"item {i} red" for i in range(len(ids))]
     vocab = word_vocab(texts + ["i like red items"])
     tok = RowEncoder("tok", ids, item_texts=texts, vocab=vocab)(rows)
-    assert tok["words"][0, :5].tolist() == [vocab[w] for w in "i like red items".split()] + [2]
+    assert tok["words"].shape == (2, 5, 4) and tok["segments"][0].tolist() == [1, 0, 0, 0, 0]
+    assert tok["words"][0, 0].tolist() == [vocab[w] for w in "i like red items".split()]  # one text per token
+    assert tok["words"][0, 1].tolist() == [vocab[w] for w in texts[rows[0]["history"][0]].split()] + [0]
     off = RowEncoder("tok", ids, item_texts=texts, vocab=vocab, use_preferences=False)(rows)
-    assert off["segments"].sum() == 0 and off["words"].shape[1] == 4 * 4
+    assert off["segments"].sum() == 0 and off["words"].shape[1] == 4
+
+
+def test_tok_mode_reads_each_text_as_the_mean_of_its_word_embeddings(ids):
+    texts = [f"item {i} red" for i in range(len(ids))]
+    vocab = word_vocab(texts + ["i like red items"])
+    enc = RowEncoder("tok", ids, item_texts=texts, vocab=vocab)
+    model = GenerativeRetriever(ids, "tok", RetrieverConfig(d_model=16, n_heads=2, ff=32, dropout=0.0),
+                                vocab_size=len(vocab)).eval()  # fmt: skip
+    batch = enc(_rows(len(ids), 2))
+    seen = {}
+    model.encoder.register_forward_pre_hook(lambda m, args, kw: seen.update(x=args[0]), with_kwargs=True)
+    model.encode(batch)
+    w = batch["words"][0, 1]
+    expected = model.word_emb(w[w > 0]).mean(0) + model.segment.weight[0] + model.enc_pos.weight[1]
+    torch.testing.assert_close(seen["x"][0, 1], expected)
 
 
 def test_bad_configuration_raises(ids):

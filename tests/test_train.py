@@ -117,3 +117,17 @@ def test_non_finite_loss_stops_the_run(tok, model, pair_rows):
 
     with pytest.raises(FloatingPointError, match="step 0"):
         train(model, bad_loss, StepBatches(_rows(pair_rows), tok, 4), TrainConfig(steps=1, progress=False))
+
+
+def test_lr_schedules_warm_up_then_decay():
+    from prefkit.train import lr_factor
+
+    lin = lr_factor(TrainConfig(steps=10, warmup_steps=2, schedule="linear"))
+    assert [round(lin(s), 4) for s in range(10)] == [0.5, 1.0, 0.8889, 0.7778, 0.6667, 0.5556, 0.4444, 0.3333,
+                                                     0.2222, 0.1111]  # fmt: skip
+    cos = lr_factor(TrainConfig(steps=10, warmup_steps=2, schedule="cosine"))
+    assert cos(1) == 1.0 and 0 < cos(9) < lin(9) and abs(cos(5) - 0.5 * (1 + math.cos(math.pi * 4 / 9))) < 1e-12
+    const = lr_factor(TrainConfig(steps=10, warmup_steps=4))
+    assert [const(s) for s in (0, 3, 9)] == [0.25, 1.0, 1.0]
+    with pytest.raises(ValueError, match="schedule must be"):
+        lr_factor(TrainConfig(schedule="step"))
