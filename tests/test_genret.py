@@ -55,6 +55,22 @@ def test_nll_is_the_sum_of_teacher_forced_token_log_probs(ids):
     assert torch.all(torch.logsumexp(scores, -1) <= 1e-5)  # valid IDs are a subset of all token sequences
 
 
+def test_catalog_scores_equal_teacher_forcing_with_padding_and_chunks(ids):
+    """The shared-memory scorer equals the model's own NLL of every item, for padded rows split over decoder calls."""
+    torch.manual_seed(1)
+    vecs = torch.randn(len(ids), 8)
+    enc = RowEncoder("emb", ids, item_vectors=vecs, text_vectors=lambda t: torch.ones(8))
+    model = GenerativeRetriever(ids, "emb", SMALL, text_dim=8).eval()
+    rows = _rows(len(ids), 5)
+    for i, r in enumerate(rows):
+        r["history"] = r["history"][: 1 + i % 4]  # 1 to 4 items: padded encoder inputs
+    batch = enc(rows)
+    scores = score_catalog(model, batch, chunk=2 * len(ids))  # two rows per decoder call
+    for item in range(len(ids)):
+        nll = model({**batch, "target": torch.full((len(rows),), item)})
+        torch.testing.assert_close(scores[:, item], -nll, atol=1e-5, rtol=1e-5)
+
+
 def test_decoder_is_causal(ids):
     torch.manual_seed(0)
     model = GenerativeRetriever(ids, "tiger", SMALL).eval()
