@@ -112,11 +112,14 @@ class GenerativeRetriever(nn.Module):
         pad = ~batch["mask"].bool()
         return self.encoder(x, src_key_padding_mask=pad), pad
 
+    def decoder_inputs(self, targets: Tensor) -> Tensor:
+        """(B, M, d) teacher-forced decoder inputs for ID tokens ``targets`` (B, M): start token, then c_<M."""
+        start = torch.full((targets.shape[0], 1), self.bos, dtype=torch.long, device=targets.device)
+        return self.code_emb(torch.cat([start, targets[:, :-1]], 1)) + self.dec_pos.weight[None]
+
     def id_logits(self, memory: Tensor, pad: Tensor, targets: Tensor) -> Tensor:
         """(B, M, V) next-token logits for target ID tokens ``targets`` (B, M) under teacher forcing."""
-        B = targets.shape[0]
-        start = torch.full((B, 1), self.bos, dtype=torch.long, device=targets.device)
-        y = self.code_emb(torch.cat([start, targets[:, :-1]], 1)) + self.dec_pos.weight[None]  # (B, M, d)
+        y = self.decoder_inputs(targets)
         causal = nn.Transformer.generate_square_subsequent_mask(self.M, device=y.device)
         h = self.decoder(y, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=pad)
         return self.head(h)
@@ -162,8 +165,7 @@ def score_catalog(model: GenerativeRetriever, batch: dict[str, Tensor], chunk: i
     memory, pad = model.encode(batch)
     B, N = memory.shape[0], model.item_ids.shape[0]
     all_tokens = model.tokens(torch.arange(N, device=memory.device))  # (N, M)
-    start = torch.full((N, 1), model.bos, dtype=torch.long, device=memory.device)
-    y_items = model.code_emb(torch.cat([start, all_tokens[:, :-1]], 1)) + model.dec_pos.weight[None]  # (N, M, d)
+    y_items = model.decoder_inputs(all_tokens)  # (N, M, d)
     out = torch.empty(B, N)
     per = max(1, chunk // N)  # rows per decoder call
     for s in range(0, B, per):
@@ -267,7 +269,7 @@ class RowEncoder:
 
 
 def word_vocab(texts: Sequence[str]) -> dict[str, int]:
-    """Word -> id over ``texts`` (lower-cased, commas split off); 0 pad, 1 unknown, 2 separator."""
+    """Word -> id over ``texts`` (lower-cased, commas split off); 0 pad, 1 unknown, 2 a separator (reserved)."""
     words = sorted({w for t in texts for w in t.lower().replace(",", " ,").split()})
     return {"<pad>": 0, "<unk>": 1, "<sep>": 2, **{w: i + 3 for i, w in enumerate(words)}}
 
