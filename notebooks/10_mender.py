@@ -360,9 +360,9 @@ display(claims_table(claims))
 #   disliked item in its top 10 for 19% of rows, against 10% for Mender-Emb and 8% for TIGER. Training with negatives
 #   undoes that harm but does not teach the model to follow the negation: no model keeps the disliked item out more
 #   often than TIGER, which never reads the preference.
-# - **Coarse steering is the hardest axis here, not sentiment (N2).** Every model trained with negatives ranks the
-#   asked-for category or style below chance (10 / 390 ≈ 0.026) because the swapped history pulls towards another
-#   user's taste. C1 and C2's rule ("beats TIGER") passes or nearly passes by differences under 0.01, between
+# - **Coarse steering is the hardest axis here, not sentiment (N2).** Every model but the one trained without
+#   negatives ranks the asked-for category or style below chance (10 / 390 ≈ 0.026) because the swapped history
+#   pulls towards another user's taste. C1 and C2's rule ("beats TIGER") passes or nearly passes by differences under 0.01, between
 #   numbers below chance: read them as *no steering*.
 # - The RQ-VAE keeps 69-100% of its codes in use at every level (Q1).
 # - The figure's oracle mark on the sentiment axis is the oracle's recall of the positive item, not success@10.
