@@ -100,7 +100,9 @@ from prefkit.models import LoraSpec, Reference, quantize_4bit, resolve_device
 from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import TrainConfig
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, steps and prompts (see the claims section)
     n_seeds, steps, batch_size = (1 if profile == "hf" else 2), min(steps, 25), min(batch_size, 32)

@@ -98,7 +98,9 @@ from prefkit.models import LoraSpec, Reference, resolve_device
 from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import TrainConfig
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 list_sizes = [2, 4, 8]  # the paper's list sizes
 if smoke:  # a quick pass over every cell: fewer seeds, responses, list sizes and steps (see the claims section)

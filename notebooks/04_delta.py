@@ -95,7 +95,9 @@ from prefkit.models import Reference, resolve_device
 from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import StepBatches, TrainConfig, sft_objective, train
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, steps, prompts and arms (see the claims section)
     n_seeds, steps = (1 if profile == "hf" else 2), min(steps, 20)

@@ -112,7 +112,9 @@ from prefkit.models import resolve_device
 from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.train import StepBatches, TrainConfig, preference_objective, sft_objective, train
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, steps and prompts (see the claims section)
     n_seeds, tree_steps, tpo_steps = (1 if profile == "hf" else 2), min(tree_steps, 20), min(tpo_steps, 20)

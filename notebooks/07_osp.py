@@ -120,7 +120,9 @@ from prefkit.repro import claims_table, make_claim, seed_everything, write_resul
 from prefkit.selfjudge import Judge, judge_accuracy, ranked_pairs, self_judge, self_preference_pairs
 from prefkit.train import TrainConfig
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, prompts, rounds and steps (see the claims section)
     n_seeds, pool_size, iterations, steps_per_iter = 1, min(pool_size, 48), 1, min(steps_per_iter, 10)

@@ -135,7 +135,9 @@ from prefkit.p2c import (
 from prefkit.repro import claims_table, make_claim, seed_everything, write_result
 from prefkit.worlds.sentiment import SentimentWorld, intensity, llm_judge
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 if smoke:  # a quick pass over every cell: fewer seeds, sentences, pairs and noise levels (see the claims section)
     n_seeds, n_pool, n_test, max_pairs = (1 if profile == "hf" else 2), 400, 500, min(max_pairs, 1000)
 seeds = list(range(seed, seed + n_seeds))

@@ -136,7 +136,9 @@ from prefkit.rqvae import RQVAEConfig, codebook_usage, semantic_ids, train_rqvae
 from prefkit.train import TrainConfig
 from prefkit.worlds.catalog import CatalogWorld
 
-torch.set_num_threads(min(4, os.cpu_count() or 1))
+from prefkit.repro import torch_threads
+
+torch.set_num_threads(torch_threads())
 if smoke:  # a quick pass over every cell: one seed, a smaller world, short training (see the claims section)
     n_seeds, n_items, n_users, rq_epochs, steps = 1, min(n_items, 200), min(n_users, 120), min(rq_epochs, 60), 60
     max_eval_rows = min(max_eval_rows, 100)

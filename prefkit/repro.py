@@ -34,6 +34,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def torch_threads(default: int = 4) -> int:
+    """Threads a notebook gives torch: ``PREFKIT_THREADS`` when set (``make reproduce`` runs notebooks side by side
+    with one thread each), else ``min(default, cores)``."""
+    env = os.environ.get("PREFKIT_THREADS", "").strip()
+    if env:
+        n = int(env)
+        if n < 1:
+            raise ValueError(f"PREFKIT_THREADS must be a positive integer, got {env!r}")
+        return n
+    return min(default, os.cpu_count() or 1)
+
+
 def mean_spread(values: Sequence[float]) -> dict[str, float]:
     """Mean, sample standard deviation, min and max of per-seed values."""
     v = np.asarray(values, dtype=float)

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+
+# Plain `pytest` behaves like `make test`: offline, OpenMP threads that sleep rather than spin while they wait (a
+# spinning thread makes small-model CPU runs many times slower when another process shares the cores), and one torch
+# thread per test process, since `make test` runs two workers on two cores. Notebook kernels inherit these.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PREFKIT_THREADS", "1")
+
+import pytest  # noqa: E402
 import torch
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from prefkit.models import TinyLlamaConfig, tiny_llama
 from prefkit.worlds import word_tokenizer
+
+torch.set_num_threads(int(os.environ["PREFKIT_THREADS"]))
 
 WORDS = ["<pad>", "<bos>", "<eos>", "<unk>", *"abcdefgh", "reverse", "sort", ":", "=", "|"]
 
