@@ -113,9 +113,13 @@ def pair_logps(policy, reference, tokenizer, rows: Sequence[dict]) -> dict[str, 
     ch, rj = [r["chosen"] for r in rows], [r["rejected"] for r in rows]
     pc, nc = response_logps(policy, tokenizer, prompts, ch)
     pr, nr = response_logps(policy, tokenizer, prompts, rj)
-    with reference.as_model() as ref:
-        rc, _ = response_logps(ref, tokenizer, prompts, ch)
-        rr, _ = response_logps(ref, tokenizer, prompts, rj)
+
+    def ref_logps():  # the reference never changes: every evaluation of every arm on these pairs shares them
+        with reference.as_model() as ref:
+            return response_logps(ref, tokenizer, prompts, ch)[0], response_logps(ref, tokenizer, prompts, rj)[0]
+
+    rc, rr = reference.shared(["pair_logps", prompts, ch, rj, tokenizer.get_vocab()], ref_logps)
+    rc, rr = rc.copy(), rr.copy()
     return {"pc": pc, "pr": pr, "rc": rc, "rr": rr, "nc": nc, "nr": nr}
 
 

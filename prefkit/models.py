@@ -16,6 +16,8 @@ import copy
 import hashlib
 import json
 import os
+from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,48 @@ def cache_dir() -> Path:
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-able object (configs, data)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(obj: Any) -> str:
+    """A stable hash of data rows: JSON values, with arrays and tensors hashed by dtype, shape and bytes (never by
+    their printed form, which NumPy shortens). Any other type raises ``TypeError``."""
+
+    def array(x):
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().contiguous()
+            return {"tensor": str(x.dtype), "shape": list(x.shape), "sha256": _tensor_sha256(x)}
+        import numpy as np
+
+        if isinstance(x, np.ndarray | np.generic):
+            x = np.ascontiguousarray(x)
+            return {"array": str(x.dtype), "shape": list(x.shape), "sha256": hashlib.sha256(x.tobytes()).hexdigest()}
+        raise TypeError(f"cannot fingerprint a {type(x).__name__}")
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=array).encode()).hexdigest()
+
+
+def _tensor_sha256(t: torch.Tensor) -> str:
+    t = t.detach().cpu().contiguous()
+    return hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
+
+
+def weights_digest(model, skip: tuple[str, ...] = ()) -> str:
+    """sha256 of a model's parameters and buffers (names, dtypes, shapes and bytes), leaving out names that contain
+    any of ``skip`` (e.g. ``"lora_"``: a reference with its adapters disabled does not depend on them)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        if any(s in name for s in skip) or not isinstance(t, torch.Tensor):
+            continue
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:{t.device.type}".encode())
+        h.update(_tensor_sha256(t).encode())
+    return h.hexdigest()
+
+
+# Computations on a reference (precomputed log-probs of training rows, log-probs of evaluation pairs) that every arm
+# with the same reference weights and the same rows shares: keyed by weights digest + data fingerprint, kept for the
+# life of the process (most recent few), so the arms of a notebook compute each once.
+_SHARED: OrderedDict[str, Any] = OrderedDict()
+SHARED_MAX = 16
 
 
 @dataclass
@@ -244,6 +288,33 @@ class Reference:
             for p in self.model.parameters():
                 p.requires_grad_(False)
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the reference's weights (taken once: the reference never changes)."""
+        if self._digest is None:
+            if self.mode == "copy":
+                self._digest = weights_digest(self.model)
+            else:
+                self._digest = "adapters_off:" + weights_digest(self.policy, skip=("lora_",))
+        return self._digest
+
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per (reference weights, device, ``key``) in this process: any :class:`Reference` with
+        the same weights (the arms of one notebook, each with its own copy of the same base) gets the stored value.
+        ``key`` is data (rows, prompts, settings) hashed with :func:`data_fingerprint`. The value is returned as
+        stored: callers copy what they hand on."""
+        device = next(iter((self.model or self.policy).parameters())).device
+        k = hashlib.sha256(f"{self.digest}|{device}|{data_fingerprint(key)}".encode()).hexdigest()
+        if k in _SHARED:
+            _SHARED.move_to_end(k)
+            return _SHARED[k]
+        value = compute()
+        _SHARED[k] = value
+        while len(_SHARED) > SHARED_MAX:
+            _SHARED.popitem(last=False)
+        return value
 
     @contextmanager
     def as_model(self):
@@ -266,18 +337,25 @@ class Reference:
         (e.g. :class:`prefkit.vlm.PixelBatch` for pictures) as in :class:`prefkit.train.StepBatches`."""
         from .logps import encode_joint, encode_pairs
 
-        out = []
-        for s in range(0, len(rows), batch_size):
-            chunk = rows[s : s + batch_size]
-            joint = "prompt_chosen" in chunk[0]
-            batch = encode_joint(tokenizer, chunk, mask_prompt) if joint else encode_pairs(tokenizer, chunk)
-            if extra is not None:
-                batch.update(extra(chunk))
-            lp, _ = self.logps(batch)
-            B = len(chunk)
-            for r, c, j in zip(chunk, lp[:B].tolist(), lp[B:].tolist()):
-                out.append({**r, "ref_chosen_logps": c, "ref_rejected_logps": j})
-        return out
+        def compute() -> list[tuple[float, float]]:
+            out = []
+            for s in range(0, len(rows), batch_size):
+                chunk = rows[s : s + batch_size]
+                joint = "prompt_chosen" in chunk[0]
+                batch = encode_joint(tokenizer, chunk, mask_prompt) if joint else encode_pairs(tokenizer, chunk)
+                if extra is not None:
+                    batch.update(extra(chunk))
+                lp, _ = self.logps(batch)
+                B = len(chunk)
+                out.extend(zip(lp[:B].tolist(), lp[B:].tolist()))
+            return out
+
+        if extra is None:  # text rows: shared by every arm on the same base and rows (pictures: computed each time)
+            key = ["precompute", rows, mask_prompt, batch_size, tokenizer.get_vocab()]
+            values = self.shared(key, compute)
+        else:
+            values = compute()
+        return [{**r, "ref_chosen_logps": c, "ref_rejected_logps": j} for r, (c, j) in zip(rows, values)]
 
     @torch.no_grad()
     def precompute_lists(self, rows: list[dict], tokenizer, batch_size: int = 64) -> list[dict]:
@@ -286,26 +364,31 @@ class Reference:
         from .logps import encode_lists, list_logps
         from .train import step_ids
 
-        out: list[dict | None] = [None] * len(rows)
-        by_k: dict[int, list[int]] = {}
-        for i, r in enumerate(rows):
-            by_k.setdefault(len(r["responses"]), []).append(i)
-        for idx in by_k.values():
-            for s in range(0, len(idx), batch_size):
-                chunk = [rows[i] for i in idx[s : s + batch_size]]
-                batch = encode_lists(tokenizer, [r["prompt"] for r in chunk], [r["responses"] for r in chunk])
-                if "step_spans" in chunk[0]:  # multi-step responses: per-step log-probs as well
-                    batch["step_ids"] = step_ids(batch["response_mask"], [sp for r in chunk for sp in r["step_spans"]])
-                    steps = self.list_step_logps(batch)  # (B, K, S)
-                    for i, r, st in zip(idx[s : s + batch_size], chunk, steps.tolist()):
-                        st = [v[: len(sp)] for v, sp in zip(st, r["step_spans"])]
-                        out[i] = {**rows[i], "ref_step_logps": st, "ref_logps": [sum(v) for v in st]}
-                    continue
-                with self.as_model() as m:
-                    lp, _ = list_logps(m, batch)
-                for i, values in zip(idx[s : s + batch_size], lp.tolist()):
-                    out[i] = {**rows[i], "ref_logps": values}
-        return out
+        def compute() -> list[dict]:
+            added: list[dict] = [{} for _ in rows]  # what each row gains: ref_logps (and ref_step_logps)
+            by_k: dict[int, list[int]] = {}
+            for i, r in enumerate(rows):
+                by_k.setdefault(len(r["responses"]), []).append(i)
+            for idx in by_k.values():
+                for s in range(0, len(idx), batch_size):
+                    chunk = [rows[i] for i in idx[s : s + batch_size]]
+                    batch = encode_lists(tokenizer, [r["prompt"] for r in chunk], [r["responses"] for r in chunk])
+                    if "step_spans" in chunk[0]:  # multi-step responses: per-step log-probs as well
+                        spans = [sp for r in chunk for sp in r["step_spans"]]
+                        batch["step_ids"] = step_ids(batch["response_mask"], spans)
+                        steps = self.list_step_logps(batch)  # (B, K, S)
+                        for i, r, st in zip(idx[s : s + batch_size], chunk, steps.tolist()):
+                            st = [v[: len(sp)] for v, sp in zip(st, r["step_spans"])]
+                            added[i] = {"ref_step_logps": st, "ref_logps": [sum(v) for v in st]}
+                        continue
+                    with self.as_model() as m:
+                        lp, _ = list_logps(m, batch)
+                    for i, values in zip(idx[s : s + batch_size], lp.tolist()):
+                        added[i] = {"ref_logps": values}
+            return added
+
+        key = ["precompute_lists", rows, batch_size, tokenizer.get_vocab()]
+        return [{**r, **copy.deepcopy(a)} for r, a in zip(rows, self.shared(key, compute))]
 
     @torch.no_grad()
     def list_step_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
