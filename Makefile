@@ -8,20 +8,19 @@ TORCH_VERSION ?= 2.13.0
 # CPU-only machines get PyTorch's small CPU build from its own index (PyPI's Linux wheel is the multi-GB CUDA one).
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NB ?=
 # OpenMP threads that spin while waiting make small-model CPU runs many times slower when another process competes
 # for the cores (measured: 12x slower SFT steps with one competing process); passive waiting avoids that.
 export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.prefkit-installed
 
-.PHONY: setup test lint pytest reproduce notebook lab bench clean help
+.PHONY: setup test lint pytest reproduce lab bench clean help
 
 help:
 	@echo "make setup      create $(VENV) and install prefkit with notebook + dev extras (CPU torch unless a GPU is present)"
 	@echo "make test       lint + pytest (library tests, TRL parity, every notebook in smoke mode)"
 	@echo "make reproduce  run every notebook in the full toy profile: figures, result.json, claims ledger"
-	@echo "make reproduce NB=01_dpo   one notebook"
+	@echo "make reproduce NB=01_dpo   one notebook;  FORCE=1 even if up to date;  JOBS=2 THREADS=1 side by side"
 	@echo "make lab        JupyterLab;  make bench   prefkit vs TRL benchmark"
 
 setup: $(STAMP)
@@ -50,16 +49,12 @@ pytest: setup
 
 test: lint pytest
 
+# prefkit/reproduce.py runs the notebooks side by side (JOBS at a time, THREADS torch threads each; defaults: JOBS and
+# THREADS in that file), skips those whose notebook, prefkit and parameters are unchanged since their recorded run
+# (FORCE=1 runs them anyway) and regenerates the claims ledger and the README's notebook table at the end.
 reproduce: setup
-	@set -e; for nb in $(if $(NB),notebooks/$(NB).ipynb,$(NOTEBOOKS)); do \
-	  $(MAKE) --no-print-directory notebook NBPATH=$$nb; done
-	$(PY) -m prefkit.repro ledger reproductions README.md
-
-notebook:
-	@name=$$(basename $(NBPATH) .ipynb); method=$${name#*_}; mkdir -p runs; \
-	echo "== $$name (full toy profile) -> reproductions/$$method"; \
-	$(PY) -m papermill -k python3 --cwd notebooks $(NBPATH) runs/$$name.ipynb \
-	  -p smoke False -p out_dir ../reproductions/$$method
+	$(PY) -m prefkit.reproduce $(NB) $(if $(JOBS),--jobs $(JOBS)) $(if $(THREADS),--threads $(THREADS)) \
+	  $(if $(filter-out 0,$(FORCE)),--force)
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

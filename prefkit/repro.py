@@ -114,23 +114,40 @@ def make_claim(
     return Claim(id, statement, metric, vals, test, [bool(rule(v)) for v in vals], **kw)
 
 
-def environment() -> dict[str, Any]:
-    """What produced a result: prefkit commit, library versions, device."""
+def _git(*args: str) -> str | None:
+    """Output of ``git <args>`` run in prefkit's folder, or None outside a git checkout (an installed wheel)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
-        commit = ""
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+# What `make reproduce` itself writes: output there does not make the tree that produced a result dirty.
+OUTPUT_DIRS = ("runs", "reproductions")
+
+
+def git_state() -> dict[str, Any]:
+    """The full commit of prefkit's checkout and whether its tree is dirty (``git status --porcelain`` lists
+    anything outside ``runs/`` and ``reproductions/``); ``"unknown"`` / None outside a git checkout."""
+    commit = (_git("rev-parse", "HEAD") or "").strip()
+    status = _git("status", "--porcelain", "--", ":(top)", *(f":(top,exclude){d}" for d in OUTPUT_DIRS))
+    return {"commit": commit or "unknown", "dirty": None if status is None else bool(status.strip())}
+
+
+def environment() -> dict[str, Any]:
+    """What produced a result: prefkit commit (short and full), whether the tree was dirty, library versions,
+    device."""
     import transformers
 
+    git = git_state()
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
-        "prefkit_commit": commit or "unknown",
+        "prefkit_commit": git["commit"][:7] if git["commit"] != "unknown" else "unknown",
+        "commit": git["commit"],
+        "dirty": git["dirty"],
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -211,15 +228,63 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def _fmt(spread: dict[str, float]) -> str:
+def _fmt(claim: dict[str, Any]) -> str:
+    """``mean ± std (n=k)`` of a recorded claim; a seed whose value was NaN or infinite (stored as null) is named
+    instead of hidden, since its spread is undefined."""
+    values, spread = claim.get("values", []), claim.get("spread", {})
+    bad = [i + 1 for i, v in enumerate(values) if v is None]
+    if bad:
+        seeds = ", ".join(map(str, bad))
+        return f"n/a (NaN or inf in seed {seeds} of {len(values)})"
     if not spread:
         return "-"
     return f"{spread['mean']:.3g} ± {spread['std']:.2g} (n={spread['n']})"
 
 
+def _row(cells: Sequence[Any]) -> str:
+    return "| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |"
+
+
+def _results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``<root>/*/result.json`` with its record, in notebook order (results without a notebook name last)."""
+    found = [(rj, load_result(rj)) for rj in root.glob("*/result.json")]
+    return sorted(found, key=lambda x: (x[1].get("notebook") or "~", x[1]["method"]))
+
+
+def status_counts(result: dict[str, Any]) -> str:
+    """How many claims of a result have each status, e.g. ``"1 not reproduced, 2 reproduced"``."""
+    counts: dict[str, int] = {}
+    for c in result["claims"]:
+        counts[c["status"]] = counts.get(c["status"], 0) + 1
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+def _tree(result: dict[str, Any]) -> str:
+    dirty = result.get("environment", {}).get("dirty")
+    return "not recorded" if dirty is None else ("dirty" if dirty else "clean")
+
+
+def _summary_row(rj: Path, r: dict[str, Any]) -> list[str]:
+    env, run = r.get("environment", {}), r.get("run", {})
+    wall = run.get("wall_s")
+    commit = env.get("commit") or env.get("prefkit_commit") or "unknown"
+    return [
+        f"[{r.get('notebook') or r['method']}]({rj.parent.name}/)",
+        status_counts(r),
+        "not recorded" if wall is None else f"{wall / 60:.1f}",
+        run.get("threads", "not recorded"),
+        run.get("jobs", "not recorded"),
+        env.get("device", "not recorded"),
+        commit[:7] if commit != "unknown" else commit,
+        _tree(r),
+    ]
+
+
 def write_ledger(root: str | os.PathLike = "reproductions") -> Path:
-    """Regenerate ``<root>/README.md``: one row per claim of every ``<root>/*/result.json``."""
+    """Regenerate ``<root>/README.md`` from every ``<root>/*/result.json``: a summary row per notebook (claims by
+    status, wall time, threads, commit, clean or dirty tree), then one row per claim."""
     root = Path(root)
+    results = _results(root)
     lines = [
         "# Claims ledger",
         "",
@@ -227,24 +292,37 @@ def write_ledger(root: str | os.PathLike = "reproductions") -> Path:
         "Paper numbers come from the paper's scale; ours come from the offline toy world (tiny models, exact oracle),",
         "so the comparison is of directions and orderings, not absolute values. Values are mean ± sample std over seeds.",
         "",
+        "## Notebooks",
+        "",
+        "Wall time is the notebook's run under `make reproduce` as recorded in its result.json (`run.wall_s`), with",
+        "`threads` torch threads and `jobs` notebooks running side by side on the device shown; results from before",
+        "it was recorded say so. `dirty`: the result was produced from a tree with uncommitted changes.",
+        "",
+        "| notebook | claims | wall time (min) | threads | jobs | device | commit | tree |",
+        "|---|---|---|---|---|---|---|---|",
+        *(_row(_summary_row(rj, r)) for rj, r in results),
+        "",
+        "## Claims",
+        "",
         "| method | claim | statement | paper | ours | test | status | scale |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for rj in sorted(root.glob("*/result.json")):
-        r = load_result(rj)
+    for rj, r in sorted(results, key=lambda x: x[0]):
         scale = "smoke" if r.get("smoke") else "toy (full)"
+        if r.get("environment", {}).get("dirty"):
+            scale += ", dirty tree"
         for c in r["claims"]:
             cells = [
                 f"[{r['method']}]({rj.parent.name}/)",
                 c["id"],
                 c["statement"],
                 c.get("paper") or r["paper"].get("number", ""),
-                f"{c['metric']}: {_fmt(c.get('spread', {}))}",
+                f"{c['metric']}: {_fmt(c)}",
                 c["test"],
                 f"**{c['status']}**",
                 scale,
             ]
-            lines.append("| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
+            lines.append(_row(cells))
     return atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
 
 
@@ -267,17 +345,12 @@ def update_readme_table(readme: str | os.PathLike = "README.md", root: str | os.
     """Rewrite the notebook table between the README's markers from every ``<root>/*/result.json``."""
     readme, root = Path(readme), Path(root)
     rows = ["| notebook | paper | claims | status |", "|---|---|---|---|"]
-    results = [load_result(rj) for rj in root.glob("*/result.json")]
-    for r in sorted(results, key=lambda r: (r.get("notebook") or "~", r["method"])):  # in notebook order
-        counts: dict[str, int] = {}
-        for c in r["claims"]:
-            counts[c["status"]] = counts.get(c["status"], 0) + 1
-        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    for _, r in _results(root):
         nb = r.get("notebook", "")
         link = f"[{nb}](notebooks/{nb}.ipynb)" if nb else r["method"]
         paper = f"{r['paper'].get('title', '')} (arXiv:{r['paper'].get('arxiv', '')})"
         scale = " (smoke run)" if r.get("smoke") else ""
-        rows.append(f"| {link} | {paper} | {summary} | **{method_status(r)}**{scale} |")
+        rows.append(f"| {link} | {paper} | {status_counts(r)} | **{method_status(r)}**{scale} |")
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} markers")

@@ -6,21 +6,38 @@ import json
 import math
 import os
 import random
+import re
+import shutil
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
 
+from prefkit import repro
 from prefkit.repro import (
     Claim,
+    environment,
+    git_state,
     load_result,
     make_claim,
     mean_spread,
     method_status,
     seed_everything,
+    update_readme_table,
     write_ledger,
     write_result,
 )
+from prefkit.reproduce import (
+    find_notebooks,
+    notebook_sha256,
+    parameters_sha256,
+    prefkit_sha256,
+    reproduce,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PAPER = {"arxiv": "2305.18290", "title": "DPO", "claim": "DPO beats PPO", "number": "61% win rate"}
 
@@ -116,7 +133,7 @@ def test_write_result_record(tmp_path):
     assert r["parameters"] == {"beta": 0.1, "seed": 0}
     assert r["smoke"] is True and r["figures"] == ["curve.png"]
     assert r["loss"] == 1.5 and r["step"] == 3 and r["t"] == [0.5, None]
-    assert {"prefkit_commit", "torch", "device"} <= set(r["environment"])
+    assert {"prefkit_commit", "commit", "dirty", "torch", "device"} <= set(r["environment"])
     assert _leftovers(tmp_path) == ["curve.png"]
 
 
@@ -155,7 +172,7 @@ def test_write_result_failed_serialisation_keeps_previous_result(tmp_path, monke
 
 def test_write_result_unserialisable_parameter_keeps_previous_result(tmp_path):
     previous = _write(tmp_path).read_bytes()
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not JSON serializable"):
         write_result(tmp_path, "dpo", PAPER, [_claim()], {"beta": 0.1, "optimizer": object()})
     assert (tmp_path / "result.json").read_bytes() == previous
     assert _leftovers(tmp_path) == []
@@ -183,7 +200,7 @@ def test_write_ledger_one_row_per_claim(tmp_path):
     (tmp_path / "notes").mkdir()  # a folder without result.json is skipped
     path = write_ledger(tmp_path)
     assert path == tmp_path / "README.md"
-    lines = path.read_text().splitlines()
+    lines = _claim_lines(path)
     rows = [ln for ln in lines if ln.startswith("| [")]
     assert len(rows) == 3
     header = next(ln for ln in lines if ln.startswith("| method"))
@@ -203,6 +220,312 @@ def test_write_ledger_is_regenerated_not_appended(tmp_path):
     _write(tmp_path / "dpo")
     first = write_ledger(tmp_path).read_text()
     assert write_ledger(tmp_path).read_text() == first
+
+
+def _claim_lines(ledger: Path) -> list[str]:
+    """The lines of the ledger's claims table (after the per-notebook summary)."""
+    return ledger.read_text().split("## Claims", 1)[1].splitlines()
+
+
+def _summary_rows(ledger: Path) -> dict[str, list[str]]:
+    """The ledger's per-notebook summary rows, by method folder, as lists of cells."""
+    summary = ledger.read_text().split("## Notebooks", 1)[1].split("## Claims", 1)[0]
+    rows = [ln.strip("| ").split(" | ") for ln in summary.splitlines() if ln.startswith("| [")]
+    return {re.search(r"\]\((\w+)/\)", r[0]).group(1): r for r in rows}
+
+
+def test_write_ledger_shows_nan_seeds(tmp_path):
+    """A NaN (stored as null) is named in the ledger, not hidden and not a crash."""
+    claims = [_claim("c1", values=[0.6, float("nan"), 0.7]), _claim("c2", values=[float("nan")]), _claim("c3")]
+    _write(tmp_path / "dpo", claims=claims)
+    rows = [ln for ln in _claim_lines(write_ledger(tmp_path)) if ln.startswith("| [")]
+    assert "win_rate: n/a (NaN or inf in seed 2 of 3)" in rows[0]
+    assert "win_rate: n/a (NaN or inf in seed 1 of 1)" in rows[1]
+    assert "win_rate: 0.567 ± 0.15 (n=3)" in rows[2]
+
+
+def _result(tmp_path, method: str, notebook: str, statuses: dict[str, bool], **extra) -> None:
+    """A hand-made result whose claims pass (True) or fail (False) every seed."""
+    claims = [_claim(cid, values=[0.9, 0.8] if ok else [0.1, 0.2]) for cid, ok in statuses.items()]
+    paper = {"title": method.upper(), "arxiv": "0000.00000"}
+    write_result(tmp_path / method, method, paper, claims, {}, extra={"notebook": notebook, **extra})
+
+
+README = "# project\n\n<!-- notebooks:start -->\nold table\n<!-- notebooks:end -->\n\nafter\n"
+
+
+def test_readme_table_and_ledger_count_statuses_per_method(tmp_path):
+    _result(tmp_path, "mixed", "01_mixed", {"a": True, "b": False, "c": True})
+    _result(tmp_path, "good", "02_good", {"a": True, "b": True})
+    _result(tmp_path, "bad", "03_bad", {"a": False})
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    table = update_readme_table(readme, tmp_path).read_text()
+    assert table.startswith("# project\n\n<!-- notebooks:start -->\n| notebook |") and table.endswith("-->\n\nafter\n")
+    rows = [ln for ln in table.splitlines() if ln.startswith("| [")]
+    assert len(rows) == 3 and "old table" not in table
+    assert rows[0].startswith("| [01_mixed](notebooks/01_mixed.ipynb) | MIXED (arXiv:0000.00000) |")
+    assert rows[0].endswith("| 1 not reproduced, 2 reproduced | **partial** |")
+    assert rows[1].endswith("| 2 reproduced | **reproduced** |")
+    assert rows[2].endswith("| 1 not reproduced | **not reproduced** |")
+    summary = _summary_rows(write_ledger(tmp_path))
+    assert summary["mixed"][:2] == ["[01_mixed](mixed/)", "1 not reproduced, 2 reproduced"]
+    assert summary["good"][1] == "2 reproduced" and summary["bad"][1] == "1 not reproduced"
+
+
+def test_ledger_summary_shows_wall_time_threads_commit_and_tree(tmp_path, monkeypatch):
+    monkeypatch.setattr(repro, "git_state", lambda: {"commit": "abcdef0123456789" * 2 + "abcdef01", "dirty": True})
+    run = {"wall_s": 754.0, "threads": 1, "jobs": 2}
+    _result(tmp_path, "timed", "01_timed", {"a": True}, run=run)
+    monkeypatch.setattr(repro, "git_state", lambda: {"commit": "unknown", "dirty": None})
+    _result(tmp_path, "old", "02_old", {"a": True})
+    ledger = write_ledger(tmp_path)
+    summary = _summary_rows(ledger)
+    cpu = f"cpu ({os.cpu_count()} cores)"
+    if torch.cuda.is_available():
+        cpu = torch.cuda.get_device_name(0)
+    assert summary["timed"][2:] == ["12.6", "1", "2", cpu, "abcdef0", "dirty"]
+    assert summary["old"][2:] == ["not recorded", "not recorded", "not recorded", cpu, "unknown", "not recorded"]
+    rows = [ln for ln in _claim_lines(ledger) if ln.startswith("| [")]
+    assert rows[0].startswith("| [old](old/)") and rows[0].endswith("| toy (full) |")
+    assert rows[1].startswith("| [timed](timed/)") and rows[1].endswith("| toy (full), dirty tree |")
+
+
+@pytest.mark.parametrize(
+    "status, dirty", [("", False), (" M prefkit/repro.py\n", True), ("?? notes.txt\n", True), (None, None)]
+)
+def test_git_state_dirty_flag(monkeypatch, status, dirty):
+    def fake_git(*args):
+        assert args[0] != "status" or ":(top,exclude)runs" in args and ":(top,exclude)reproductions" in args
+        return "f" * 40 + "\n" if args[0] == "rev-parse" else status
+
+    monkeypatch.setattr(repro, "_git", fake_git)
+    assert git_state() == {"commit": "f" * 40, "dirty": dirty}
+
+
+def test_environment_records_this_checkout():
+    env = environment()
+    assert re.fullmatch("[0-9a-f]{40}", env["commit"]) and env["prefkit_commit"] == env["commit"][:7]
+    assert isinstance(env["dirty"], bool)
+
+
+def test_committed_ledger_and_readme_table_are_regenerated_byte_for_byte(tmp_path):
+    """reproductions/README.md and README.md's table are what write_ledger / update_readme_table make of the
+    committed results: regenerate them (`python -m prefkit.repro ledger reproductions README.md`) after a change."""
+    results = sorted((ROOT / "reproductions").glob("*/result.json"))
+    assert len(results) >= 10
+    for rj in results:
+        (tmp_path / "reproductions" / rj.parent.name).mkdir(parents=True)
+        shutil.copy(rj, tmp_path / "reproductions" / rj.parent.name / "result.json")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    assert write_ledger(tmp_path / "reproductions").read_bytes() == (ROOT / "reproductions" / "README.md").read_bytes()
+    assert (
+        update_readme_table(tmp_path / "README.md", tmp_path / "reproductions").read_bytes()
+        == (ROOT / "README.md").read_bytes()
+    )
+
+
+def test_notebook_sha256_covers_what_papermill_executes(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell("x")]
+    path = tmp_path / "nb.ipynb"
+
+    def sha() -> str:
+        nbformat.write(nb, path)
+        return notebook_sha256(path)
+
+    first = sha()
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1")]
+    nb.cells[1].execution_count = 3
+    nb.metadata["widgets"] = {"state": 1}
+    assert sha() == first  # outputs and metadata are not executed
+    nb.cells[0].metadata["tags"] = []
+    assert sha() != first  # without the tag papermill injects its parameters elsewhere
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[1].source = "x + 1"
+    assert sha() != first
+
+
+def test_prefkit_sha256_covers_paths_and_contents(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("A = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("B = 2\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = prefkit_sha256(tmp_path)
+    (tmp_path / "notes.txt").write_text("other")
+    assert prefkit_sha256(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("B = 3\n")
+    second = prefkit_sha256(tmp_path)
+    assert second != first
+    (tmp_path / "sub" / "b.py").rename(tmp_path / "sub" / "c.py")
+    assert prefkit_sha256(tmp_path) not in (first, second)
+
+
+def test_parameters_sha256_is_canonical():
+    assert parameters_sha256({"smoke": False, "out_dir": "x"}) == parameters_sha256({"out_dir": "x", "smoke": False})
+    assert parameters_sha256({"smoke": False}) != parameters_sha256({"smoke": True})
+
+
+# A fake reproduction notebook: a parameters cell and one cell that records its thread settings and when it ran,
+# runs BODY, and writes a result with one figure through write_result.
+FAKE = """import os, time
+from pathlib import Path
+from prefkit.repro import make_claim, write_result
+started = time.time()
+BODY
+out = Path(out_dir)
+out.mkdir(parents=True, exist_ok=True)
+(out / "fig.png").write_bytes(b"png")
+claim = make_claim("c1", "fake", "m", [0.6, 0.7], lambda v: v > 0.5, "> 0.5 per seed")
+env = {k: os.environ[k] for k in ("PREFKIT_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+write_result(out, METHOD, {"title": "fake", "arxiv": "0"}, [claim], {"smoke": smoke}, ["fig.png"], smoke=smoke,
+             extra={"notebook": NAME, "env": env, "interval": [started, time.time()]})
+"""
+
+# Each notebook says it started, then waits for the other: they can only both finish if they run side by side.
+BARRIER = """Path(BARRIER, NAME).touch()
+deadline = time.time() + 120
+while len(os.listdir(BARRIER)) < 2:
+    assert time.time() < deadline, "the other notebook never started"
+    time.sleep(0.05)"""
+
+
+def _layout(tmp_path, body: str = "", names=("01_alpha", "02_beta")) -> dict:
+    """A repository in miniature: notebooks/, reproductions/, runs/, README.md and a package to hash."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("X = 1\n")
+    (tmp_path / "README.md").write_text(README)
+    for name in names:
+        _write_fake(tmp_path / "notebooks" / f"{name}.ipynb", body)
+    return {
+        "notebooks_dir": tmp_path / "notebooks",
+        "reproductions_dir": tmp_path / "reproductions",
+        "runs_dir": tmp_path / "runs",
+        "readme": tmp_path / "README.md",
+        "package": tmp_path / "pkg",
+    }
+
+
+def _write_fake(path: Path, body: str = "", comment: str = "") -> None:
+    name = path.stem
+    source = FAKE.replace("BODY", body).replace("METHOD", repr(name.split("_", 1)[1])).replace("NAME", repr(name))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell('smoke = True\nout_dir = "."', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(source + comment),
+    ]
+    nbformat.write(nb, path)
+
+
+def _run(layout: dict, capsys, **kw) -> tuple[int, str]:
+    rc = reproduce(**layout, **kw)
+    return rc, capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_reproduce_runs_then_skips_what_is_up_to_date(tmp_path, capsys):
+    layout = _layout(tmp_path)
+    repro_dir = tmp_path / "reproductions"
+    rc, out = _run(layout, capsys, threads=3)
+    assert rc == 0, out
+    assert re.search(r"start 01_alpha: no .*result.json yet; 3 thread\(s\), log .*01_alpha.log", out)
+    assert "done  01_alpha" in out and "done  02_beta" in out and "2 ran, 0 failed" in out
+    for method in ("alpha", "beta"):
+        r = load_result(repro_dir / method / "result.json")
+        assert r["smoke"] is False  # the scheduler's parameters reached the notebook
+        assert r["env"] == {"PREFKIT_THREADS": "3", "OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
+        assert set(r["run"]) == {
+            "notebook_sha256",
+            "prefkit_sha256",
+            "parameters_sha256",
+            "wall_s",
+            "threads",
+            "jobs",
+            "started",
+            "finished",
+        }
+        assert (r["run"]["threads"], r["run"]["jobs"]) == (3, 2) and r["run"]["wall_s"] > 0
+    assert (tmp_path / "runs" / "01_alpha.log").read_text().startswith("$ ")
+    assert (tmp_path / "runs" / "01_alpha.ipynb").exists()
+    ledger, readme = (repro_dir / "README.md").read_bytes(), (tmp_path / "README.md").read_bytes()
+    assert b"[01_alpha](notebooks/01_alpha.ipynb)" in readme and b"| 3 | 2 |" in ledger
+
+    # Nothing changed: nothing runs, and the ledger and README come out byte for byte the same.
+    rc, out = _run(layout, capsys)
+    assert rc == 0
+    finished = load_result(repro_dir / "alpha" / "result.json")["run"]["finished"]
+    assert f"skip  01_alpha: up to date: notebook, prefkit and parameters unchanged since {finished}" in out
+    assert "skip  02_beta: up to date" in out and "start" not in out and "nothing to run" in out
+    assert (repro_dir / "README.md").read_bytes() == ledger and (tmp_path / "README.md").read_bytes() == readme
+
+    # A changed notebook runs again, alone.
+    _write_fake(tmp_path / "notebooks" / "01_alpha.ipynb", comment="\n# changed")
+    rc, out = _run(layout, capsys)
+    assert rc == 0
+    assert re.search(r"start 01_alpha: notebook changed since \S+;", out)
+    assert "skip  02_beta: up to date" in out and "1 ran, 0 failed" in out
+
+    # The plan names what changed: the package, the parameters (another output folder), a missing figure, --force.
+    (tmp_path / "pkg" / "mod.py").write_text("X = 2\n")
+    _, out = _run(layout, capsys, dry_run=True)
+    assert re.search(r"would run 01_alpha: prefkit changed since \S+\n", out) and "would run 02_beta: prefkit" in out
+    assert "ledger not written" in out
+    (tmp_path / "pkg" / "mod.py").write_text("X = 1\n")
+    (repro_dir / "beta" / "fig.png").unlink()
+    _, out = _run(layout, capsys, dry_run=True)
+    assert "skip  01_alpha: up to date" in out and "would run 02_beta: figures missing from" in out
+    _, out = _run({**layout, "reproductions_dir": tmp_path / "elsewhere"}, capsys, dry_run=True, names=["01_alpha"])
+    assert out.startswith("would run 01_alpha: no ") and "02_beta" not in out
+    _, out = _run(layout, capsys, dry_run=True, force=True)
+    assert "would run 01_alpha: --force" in out and "would run 02_beta: --force" in out
+
+    # --force runs everything, including what is up to date.
+    rc, out = _run(layout, capsys, force=True, names=["01_alpha"])
+    assert rc == 0 and "start 01_alpha: --force" in out and "02_beta" not in out
+
+
+@pytest.mark.slow
+def test_reproduce_failed_notebook_still_writes_the_others_and_the_ledger(tmp_path, capsys):
+    layout = _layout(tmp_path)
+    _write_fake(tmp_path / "notebooks" / "01_alpha.ipynb", body='raise RuntimeError("boom in the notebook")')
+    rc, out = _run(layout, capsys)
+    assert rc == 1
+    assert re.search(r"FAIL  01_alpha after [\d.]+ min: papermill exited with status 1; see .*01_alpha.log", out)
+    assert re.search(r"failed: 01_alpha \(.*01_alpha.log\)", out) and "1 ran, 1 failed" in out
+    assert "boom in the notebook" in (tmp_path / "runs" / "01_alpha.log").read_text()
+    assert not (tmp_path / "reproductions" / "alpha" / "result.json").exists()
+    assert "run" in load_result(tmp_path / "reproductions" / "beta" / "result.json")
+    assert list(_summary_rows(tmp_path / "reproductions" / "README.md")) == ["beta"]
+    assert "[02_beta](notebooks/02_beta.ipynb)" in (tmp_path / "README.md").read_text()
+    # The failed notebook gets no run key, so the next run tries it again and skips the other.
+    _, out = _run(layout, capsys, dry_run=True)
+    assert "would run 01_alpha: no " in out and "skip  02_beta: up to date" in out
+
+
+@pytest.mark.slow
+def test_reproduce_runs_jobs_side_by_side(tmp_path, capsys):
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    layout = _layout(tmp_path, body=BARRIER.replace("BARRIER", repr(str(barrier))))
+    rc, out = _run(layout, capsys, jobs=2)
+    assert rc == 0, out
+    (a0, a1), (b0, b1) = (
+        load_result(tmp_path / "reproductions" / m / "result.json")["interval"] for m in ("alpha", "beta")
+    )
+    assert a0 < b1 and b0 < a1  # the two runs overlap in time
+
+
+def test_reproduce_refuses_unknown_notebooks_and_bad_counts(tmp_path):
+    layout = _layout(tmp_path, names=("01_alpha",))
+    with pytest.raises(ValueError, match=r"no such notebook in .*: 03_gamma \(there are: 01_alpha\)"):
+        reproduce(["03_gamma"], **layout, dry_run=True)
+    with pytest.raises(ValueError, match="jobs and threads must be positive"):
+        reproduce(**layout, jobs=0)
+    assert [nb.name for nb in find_notebooks(tmp_path / "notebooks", tmp_path / "r", ["notebooks/01_alpha.ipynb"])] == [
+        "01_alpha"
+    ]
 
 
 def _draws(gen: torch.Generator) -> tuple:

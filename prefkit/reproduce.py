@@ -1,0 +1,306 @@
+"""``make reproduce``: run the reproduction notebooks side by side and skip the ones that are up to date.
+
+    python -m prefkit.reproduce                      # every notebook that changed since its recorded run
+    python -m prefkit.reproduce 01_dpo 04_delta      # these two (if they changed)
+    python -m prefkit.reproduce --force --jobs 2 --threads 1
+    python -m prefkit.reproduce --dry-run            # say what would run and why, run nothing
+
+Each notebook runs in its own papermill process (full toy profile: ``-p smoke False``), with ``THREADS`` torch and
+OpenMP threads, ``JOBS`` at a time, the longest first (by the wall time of its previous run; unknown ones first, as
+they may be the longest). Its log goes to ``runs/<notebook>.log`` and the executed copy to ``runs/<notebook>.ipynb``.
+
+When papermill succeeds, the scheduler adds a ``run`` record to the notebook's result.json: the *run key* (sha256 of
+the notebook's cells, of the prefkit package and of the parameters passed) with the wall time, threads, jobs and
+when it ran. A notebook whose result carries the same key, and whose figures exist, is up to date and skipped. At the
+end, after every job finished (also when some failed), the claims ledger and the README's notebook table are
+regenerated from the results on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .repro import atomic_write_text, load_result, update_readme_table, write_ledger
+
+# The defaults of `make reproduce`, in one place: notebooks run side by side, and torch / OpenMP threads per notebook.
+# Two CPU cores: one single-threaded notebook per core (small models gain little from a second thread, and threads
+# that compete for a core slow each other down).
+JOBS = 2
+THREADS = 1
+PACKAGE_DIR = Path(__file__).resolve().parent
+KEY_PARTS = ("notebook", "prefkit", "parameters")
+
+
+def _sha256(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def notebook_sha256(path: str | os.PathLike) -> str:
+    """sha256 of what papermill executes: each cell's type, tags and source (not outputs or other metadata)."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    parts = [
+        {
+            "cell_type": c["cell_type"],
+            "tags": c.get("metadata", {}).get("tags", []),
+            "source": "".join(c["source"]) if isinstance(c["source"], list) else c["source"],
+        }
+        for c in cells
+    ]
+    return _sha256(json.dumps(parts, sort_keys=True))
+
+
+def prefkit_sha256(package: str | os.PathLike = PACKAGE_DIR) -> str:
+    """sha256 of every ``*.py`` under ``package``, in the order of their relative paths (each path with its content's
+    sha256, so no two packages hash alike by moving bytes between files)."""
+    package = Path(package)
+    files = sorted((p.relative_to(package).as_posix(), p) for p in package.rglob("*.py"))
+    return _sha256("".join(f"{rel}\0{_sha256(p.read_bytes())}\n" for rel, p in files))
+
+
+def parameters_sha256(parameters: dict[str, Any]) -> str:
+    """sha256 of the parameters as canonical JSON (sorted keys, no spaces)."""
+    return _sha256(json.dumps(parameters, sort_keys=True, separators=(",", ":")))
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One notebook to reproduce: ``notebooks/01_dpo.ipynb`` writes ``reproductions/dpo/``."""
+
+    path: Path  # notebooks/NN_method.ipynb
+    out_dir: Path  # reproductions/method
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def result(self) -> Path:
+        return self.out_dir / "result.json"
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The papermill ``-p`` overrides: full toy profile, output relative to the kernel's folder (the notebook's)."""
+        return {"smoke": False, "out_dir": os.path.relpath(self.out_dir, self.path.parent)}
+
+    def run_key(self, package: Path) -> dict[str, str]:
+        return {
+            "notebook_sha256": notebook_sha256(self.path),
+            "prefkit_sha256": prefkit_sha256(package),
+            "parameters_sha256": parameters_sha256(self.parameters),
+        }
+
+    def previous_run(self) -> dict[str, Any]:
+        """The ``run`` record of the notebook's current result.json, ``{}`` if there is none."""
+        try:
+            return load_result(self.result).get("run") or {}
+        except (OSError, ValueError):
+            return {}
+
+
+def find_notebooks(notebooks_dir: Path, reproductions_dir: Path, names: Sequence[str] = ()) -> list[Notebook]:
+    """The ``NN_method.ipynb`` notebooks of ``notebooks_dir`` (all, or those named: ``01_dpo``, ``01_dpo.ipynb`` or
+    ``notebooks/01_dpo.ipynb``), each writing ``reproductions_dir/<method>``."""
+    found = {p.stem: p for p in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))}
+    wanted = [Path(n).name.removesuffix(".ipynb") for n in names] or list(found)
+    unknown = [n for n in wanted if n not in found]
+    if unknown:
+        raise ValueError(f"no such notebook in {notebooks_dir}: {', '.join(unknown)} (there are: {', '.join(found)})")
+    return [Notebook(found[n], Path(reproductions_dir) / n.split("_", 1)[1]) for n in dict.fromkeys(wanted)]
+
+
+def why_run(nb: Notebook, key: dict[str, str]) -> str | None:
+    """Why ``nb`` must run, or None when its result is up to date (same run key, every figure it lists exists)."""
+    if not nb.result.exists():
+        return f"no {nb.result} yet"
+    try:
+        result = load_result(nb.result)
+    except (OSError, ValueError) as e:
+        return f"{nb.result} unreadable ({e})"
+    run = result.get("run")
+    if not run:
+        return f"{nb.result} has no run key (not written by `make reproduce`)"
+    changed = [part for part in KEY_PARTS if run.get(f"{part}_sha256") != key[f"{part}_sha256"]]
+    if changed:
+        return f"{' and '.join(changed)} changed since {run.get('finished', 'its last run')}"
+    missing = [f for f in result.get("figures", []) if not (nb.out_dir / f).exists()]
+    if missing:
+        return f"figures missing from {nb.out_dir}: {', '.join(missing)}"
+    return None
+
+
+def papermill_command(nb: Notebook, executed: Path) -> list[str]:
+    """papermill in this Python, the kernel working in the notebook's folder."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        "-k",
+        "python3",
+        "--cwd",
+        str(nb.path.parent),
+        str(nb.path),
+        str(executed),
+    ]
+    for k, v in nb.parameters.items():
+        cmd += ["-p", k, str(v)]
+    return cmd
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a notebook process: ``threads`` torch (``repro.torch_threads``) and OpenMP threads, which
+    sleep rather than spin while they wait (a spinning thread slows down the notebook next to it many times)."""
+    n = str(threads)
+    return {**os.environ, "PREFKIT_THREADS": n, "OMP_NUM_THREADS": n, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _or_inf(x: float | None) -> float:
+    return float("inf") if x is None else x
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Identity of a file version: result.json is replaced by a rename, so a new version has a new inode/mtime."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: int) -> tuple[str | None, float]:
+    """Run papermill on ``nb`` (output to ``runs_dir/<name>.log``) and add the ``run`` record to its result.json.
+    Returns (None or what went wrong, wall time in seconds)."""
+    key = nb.run_key(package)  # what is executed now, should a file change while other notebooks run
+    cmd = papermill_command(nb, runs_dir / f"{nb.name}.ipynb")
+    before = _file_id(nb.result)
+    started, t0 = _now(), time.perf_counter()
+    with open(runs_dir / f"{nb.name}.log", "w") as log:
+        log.write(f"$ {shlex.join(cmd)}\n")
+        log.flush()
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=thread_env(threads)).returncode
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        return f"papermill exited with status {rc}", wall
+    if _file_id(nb.result) in (None, before):
+        return f"the notebook ran but did not write {nb.result}", wall
+    record = load_result(nb.result)
+    record["run"] = {**key, "wall_s": round(wall, 1), "threads": threads, "jobs": jobs}
+    record["run"].update(started=started, finished=_now())
+    atomic_write_text(nb.result, json.dumps(record, indent=2) + "\n")
+    return None, wall
+
+
+def run_notebook(
+    nb: Notebook, reason: str, runs_dir: Path, package: Path, threads: int, jobs: int, say: Callable[[str], None]
+) -> str | None:
+    """Run one notebook, saying when it starts and how it ended. Returns None on success, else what went wrong."""
+    log = runs_dir / f"{nb.name}.log"
+    say(f"start {nb.name}: {reason}; {threads} thread(s), log {log}")
+    try:
+        error, wall = _execute(nb, runs_dir, package, threads, jobs)
+    except Exception as e:  # a job's own failure must not stop the others or the ledger
+        error, wall = f"{type(e).__name__}: {e}", float("nan")
+    if error is None:
+        say(f"done  {nb.name} in {wall / 60:.1f} min -> {nb.result}")
+    else:
+        say(f"FAIL  {nb.name} after {wall / 60:.1f} min: {error}; see {log}")
+    return error
+
+
+def reproduce(
+    names: Sequence[str] = (),
+    *,
+    notebooks_dir: str | os.PathLike = "notebooks",
+    reproductions_dir: str | os.PathLike = "reproductions",
+    runs_dir: str | os.PathLike = "runs",
+    readme: str | os.PathLike | None = "README.md",
+    package: str | os.PathLike = PACKAGE_DIR,
+    jobs: int = JOBS,
+    threads: int = THREADS,
+    force: bool = False,
+    dry_run: bool = False,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Run the notebooks that are not up to date (all with ``force``), ``jobs`` at a time, then regenerate the ledger
+    (and the notebook table of ``readme``). Returns the exit status: 0, or 1 when a notebook failed."""
+    if jobs < 1 or threads < 1:
+        raise ValueError(f"jobs and threads must be positive, got jobs={jobs}, threads={threads}")
+    package, runs_dir = Path(package), Path(runs_dir)
+    lock = threading.Lock()
+
+    def say_locked(line: str) -> None:
+        with lock:
+            say(line)
+
+    todo: list[tuple[Notebook, str]] = []
+    for nb in find_notebooks(Path(notebooks_dir), Path(reproductions_dir), names):
+        reason = "--force" if force else why_run(nb, nb.run_key(package))
+        if reason is None:
+            finished = nb.previous_run().get("finished", "?")
+            say(f"skip  {nb.name}: up to date: notebook, prefkit and parameters unchanged since {finished}")
+        else:
+            todo.append((nb, reason))
+    # Longest first, so the last job to finish is a short one; a notebook without a recorded time may be the longest.
+    todo.sort(key=lambda t: -_or_inf(t[0].previous_run().get("wall_s")))
+    if dry_run:
+        for nb, reason in todo:
+            say(f"would run {nb.name}: {reason}")
+        say(f"dry run: {len(todo)} to run; nothing executed, ledger not written")
+        return 0
+    if not todo:
+        say("nothing to run: every notebook is up to date")
+    else:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        say(f"running {len(todo)} notebook(s), {jobs} at a time, {threads} thread(s) each")
+    t0 = time.perf_counter()
+    side_by_side = min(jobs, len(todo))  # recorded with each result: how many notebooks shared the machine
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # starts the jobs in submission order
+        futures = [
+            pool.submit(run_notebook, nb, reason, runs_dir, package, threads, side_by_side, say_locked)
+            for nb, reason in todo
+        ]
+    failed = [nb for (nb, _), f in zip(todo, futures) if f.result() is not None]
+    say(f"wrote {write_ledger(reproductions_dir)}")
+    if readme is not None:
+        say(f"updated {update_readme_table(readme, reproductions_dir)}")
+    say(f"{len(todo) - len(failed)} ran, {len(failed)} failed in {(time.perf_counter() - t0) / 60:.1f} min")
+    if failed:
+        logs = ", ".join(f"{nb.name} ({runs_dir / (nb.name + '.log')})" for nb in failed)
+        say(f"failed: {logs}; a failed notebook gets no run key, so the next `make reproduce` runs it again")
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prefkit.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", metavar="NB", help="notebooks to consider (default: all), e.g. 01_dpo")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"notebooks side by side (default {JOBS})")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"threads per notebook (default {THREADS})")
+    parser.add_argument("--force", action="store_true", help="run even the notebooks that are up to date")
+    parser.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
+    args = parser.parse_args(argv)
+    try:
+        return reproduce(args.notebooks, jobs=args.jobs, threads=args.threads, force=args.force, dry_run=args.dry_run)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
