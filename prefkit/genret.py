@@ -17,7 +17,9 @@ The decoder generates the target's ID token by token: p(ID) = Π_m p(c_m | c_<m,
 module's numbering), trained with cross-entropy on the target's ID. The papers decode with beam search restricted to
 valid IDs. With a catalog of a few hundred items, :func:`score_catalog` instead computes log p(ID) of *every* item
 exactly (teacher forcing over the whole catalog) and ranks them: the top-k is then exact instead of a beam's
-approximation. Metrics: Recall@k and NDCG@k of the target (:func:`retrieval_metrics`).
+approximation. Items share ID prefixes, so it runs the decoder once per distinct prefix (:class:`IdTrie`, with a
+key/value cache along each prefix) rather than once per item and position. Metrics: Recall@k and NDCG@k of the
+target (:func:`retrieval_metrics`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Tensor = torch.Tensor
@@ -95,6 +98,10 @@ class GenerativeRetriever(nn.Module):
         """(..., ) item indices -> (..., M) level-specific ID tokens."""
         return self.item_ids[items] + self.offsets
 
+    def id_trie(self) -> IdTrie:
+        """The catalog's ID tokens as a prefix tree, for :func:`score_catalog`."""
+        return IdTrie.build(self.tokens(torch.arange(len(self.item_ids), device=self.item_ids.device)), self.bos)
+
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Encoder memory (B, S, d) and its padding mask (B, S), True on padding."""
         if self.mode == "emb":
@@ -142,39 +149,131 @@ def objective():
     return loss_fn
 
 
-def _shared_memory_decode(model: GenerativeRetriever, y: Tensor, memory: Tensor, pad: Tensor) -> Tensor:
-    """The decoder on (b·N, M, d) ID inputs of N items per row against (b, S, d) memory, without repeating the memory
-    N times: self-attention runs per item, cross-attention per row over all N·M item positions at once (its queries
-    do not interact, so this is the same computation). Equals ``model.decoder`` on the repeated memory."""
+@dataclass(frozen=True, eq=False)
+class IdTrie:
+    """The catalog's ID token sequences as a prefix tree.
+
+    Level m holds the n_m distinct prefixes c_<m of the catalog's IDs (level 0: the empty prefix, one node). Decoder
+    position m reads the prefix c_<m and predicts c_m, so it needs to run once per level-m node: scoring the whole
+    catalog costs Σ_m n_m decoder positions instead of N·M (TIGER-style IDs of 400 items in 3 levels of 16 codes +
+    a collision digit: at most 1 + 16 + 256 + 400 instead of 1600). Leaves (whole IDs) are never decoded.
+    """
+
+    tokens: Tensor  # (N, M) every item's ID tokens
+    node: Tensor  # (M, N) the level-m node of item i, i.e. of its prefix c_<m
+    parent: tuple[Tensor, ...]  # parent[m] (n_m,): the level-(m-1) node that node m extends; parent[0] is empty
+    inputs: tuple[Tensor, ...]  # inputs[m] (n_m,): node m's decoder input: the start token at m = 0, else c_{m-1}
+
+    @classmethod
+    def build(cls, tokens: Tensor, bos: int) -> IdTrie:
+        """The trie of ID tokens ``tokens`` (N, M); ``bos`` is the decoder's start token."""
+        N, M = tokens.shape
+        node = tokens.new_zeros(M, N)  # (M, N)
+        parent, inputs = [tokens.new_zeros(0)], [tokens.new_full((1,), bos)]
+        for m in range(1, M):
+            node[m] = torch.unique(tokens[:, :m], dim=0, return_inverse=True)[1]  # (N,) ids of the prefixes c_<m
+            n = int(node[m].max()) + 1
+            parent.append(tokens.new_zeros(n).scatter_(0, node[m], node[m - 1]))  # (n_m,)
+            inputs.append(tokens.new_zeros(n).scatter_(0, node[m], tokens[:, m - 1]))  # (n_m,)
+        return cls(tokens, node, tuple(parent), tuple(inputs))
+
+    @property
+    def sizes(self) -> list[int]:
+        """n_m, the nodes (decoder positions) per level m."""
+        return [len(x) for x in self.inputs]
+
+    def gather(self, level_logps: Sequence[Tensor]) -> Tensor:
+        """(b, N, M) log p(c_m | c_<m) of every item's tokens, from the per-node next-token log-probs
+        ``level_logps[m]`` (b, n_m, V)."""
+        return torch.stack([lp[:, self.node[m], self.tokens[:, m]] for m, lp in enumerate(level_logps)], -1)
+
+
+def _full_token_logps(model: GenerativeRetriever, trie: IdTrie, memory: Tensor, pad: Tensor) -> Tensor:
+    """(b, N, M) log p(c_m | c_<m, row) of every item, the reference way: the decoder on each item's whole ID
+    (b·N sequences of M positions), without repeating the memory (b, S, d) N times. Self-attention runs per item,
+    cross-attention per row over all N·M item positions at once (its queries do not interact, so this is the same
+    computation as ``model.decoder`` on the repeated memory)."""
     b, S, d = memory.shape
-    n, M = y.shape[0] // b, y.shape[1]
+    tokens = trie.tokens  # (N, M)
+    N, M = tokens.shape
+    y = model.decoder_inputs(tokens).repeat(b, 1, 1)  # (b·N, M, d)
     causal = nn.Transformer.generate_square_subsequent_mask(M, device=y.device)
     for layer in model.decoder.layers:  # norm_first layers (GenerativeRetriever builds them so)
         y = y + layer._sa_block(layer.norm1(y), causal, None, is_causal=True)
-        cross = layer._mha_block(layer.norm2(y).reshape(b, n * M, d), memory, None, pad)
-        y = y + cross.reshape(b * n, M, d)
+        cross = layer._mha_block(layer.norm2(y).reshape(b, N * M, d), memory, None, pad)
+        y = y + cross.reshape(b * N, M, d)
         y = y + layer._ff_block(layer.norm3(y))
-    return model.decoder.norm(y)
+    logp = torch.log_softmax(model.head(model.decoder.norm(y)).float(), -1)  # (b·N, M, V)
+    return logp.gather(-1, tokens.repeat(b, 1)[..., None])[..., 0].view(b, N, M)
+
+
+def _trie_token_logps(model: GenerativeRetriever, trie: IdTrie, memory: Tensor, pad: Tensor) -> Tensor:
+    """(b, N, M) log p(c_m | c_<m, row) of every item, running the decoder once per trie node and level by level.
+
+    Each node keeps, per layer, the self-attention keys and values of its whole path (its parent's, then its own):
+    the next level's nodes read their parent's instead of recomputing the prefix. Cross-attention keys and values of
+    the row's memory (b, S, d) are projected once per layer. This is ``model.decoder`` (pre-norm
+    ``nn.TransformerDecoderLayer``s in eval mode, so dropout is the identity) written out position by position."""
+    b, S, d = memory.shape
+    layers = model.decoder.layers
+    H = layers[0].self_attn.num_heads
+    keep = ~pad[:, None, None, :]  # (b, 1, 1, S): the memory positions cross-attention may read
+    cross_kv = []  # per layer: keys and values of the memory, (b, H, S, d/H) each
+    for layer in layers:
+        if not layer.norm_first:
+            raise ValueError("the trie scorer implements pre-norm decoder layers (norm_first=True) only")
+        ca = layer.multihead_attn
+        kv = F.linear(memory, ca.in_proj_weight[d:], ca.in_proj_bias[d:])  # (b, S, 2d)
+        cross_kv.append(kv.unflatten(-1, (2, H, -1)).permute(2, 0, 3, 1, 4).unbind(0))
+    path_kv: list = [None] * len(layers)  # per layer: keys and values of the previous level's paths
+    level_logps = []
+    for m, (parent, inputs) in enumerate(zip(trie.parent, trie.inputs)):
+        n = len(inputs)
+        # (1, n, d), as decoder_inputs. Until the first cross-attention a node's state is the same for every row,
+        # so the first layer's self-attention (and its keys and values) runs once for all rows.
+        x = (model.code_emb(inputs) + model.dec_pos.weight[m])[None]
+        for i, layer in enumerate(layers):
+            sa, ca = layer.self_attn, layer.multihead_attn
+            qkv = F.linear(layer.norm1(x), sa.in_proj_weight, sa.in_proj_bias)  # (1 or b, n, 3d)
+            q, k, v = qkv.unflatten(-1, (3, H, 1, -1)).unbind(2)  # (1 or b, n, H, 1, d/H) each
+            if m:  # the path's keys and values: the parent's path, then this node's own
+                k = torch.cat([path_kv[i][0][:, parent], k], -2)  # (1 or b, n, H, m + 1, d/H)
+                v = torch.cat([path_kv[i][1][:, parent], v], -2)
+            path_kv[i] = k, v
+            a = F.scaled_dot_product_attention(q, k, v)  # (1 or b, n, H, 1, d/H); a node's path is its causal context
+            x = (x + layer.dropout1(sa.out_proj(a.flatten(-3)))).expand(b, n, d)  # (b, n, d)
+            q = F.linear(layer.norm2(x), ca.in_proj_weight[:d], ca.in_proj_bias[:d])  # (b, n, d)
+            a = F.scaled_dot_product_attention(q.unflatten(-1, (H, -1)).transpose(1, 2), *cross_kv[i], keep)
+            x = x + layer.dropout2(ca.out_proj(a.transpose(1, 2).flatten(-2)))  # (b, H, n, d/H) -> (b, n, d)
+            x = x + layer._ff_block(layer.norm3(x))
+        level_logps.append(torch.log_softmax(model.head(model.decoder.norm(x)).float(), -1))  # (b, n, V)
+    return trie.gather(level_logps)
+
+
+CATALOG_SCORERS = {"full": _full_token_logps, "trie": _trie_token_logps}  # the same numbers, computed two ways
 
 
 @torch.no_grad()
-def score_catalog(model: GenerativeRetriever, batch: dict[str, Tensor], chunk: int = 8192) -> Tensor:
-    """(B, N_items) log p(ID of item i | row) for every item of the catalog (exact, instead of beam search)."""
+def score_catalog(model: GenerativeRetriever, batch: dict[str, Tensor], chunk: int = 8192, method: str = "trie",
+                  trie: IdTrie | None = None) -> Tensor:  # fmt: skip
+    """(B, N_items) log p(ID of item i | row) = Σ_m log p(c_m | c_<m, row) (Eq. 1) for every item of the catalog
+    (exact, instead of beam search).
+
+    ``method``: ``"trie"`` runs the decoder once per distinct ID prefix (:class:`IdTrie`, ``trie`` if given, else
+    ``model.id_trie()``); ``"full"`` once per item and ID position, the reference. ``chunk // N_items`` rows go
+    through the decoder per call."""
+    if method not in CATALOG_SCORERS:
+        raise ValueError(f"method must be one of {tuple(CATALOG_SCORERS)}, got {method!r}")
     was_training = model.training
     model.eval()
-    memory, pad = model.encode(batch)
-    B, N = memory.shape[0], model.item_ids.shape[0]
-    all_tokens = model.tokens(torch.arange(N, device=memory.device))  # (N, M)
-    y_items = model.decoder_inputs(all_tokens)  # (N, M, d)
+    trie = trie if trie is not None else model.id_trie()
+    memory, pad = model.encode(batch)  # (B, S, d), (B, S)
+    B, N = memory.shape[0], len(trie.tokens)
     out = torch.empty(B, N)
     per = max(1, chunk // N)  # rows per decoder call
     for s in range(0, B, per):
-        mem, pd_ = memory[s : s + per], pad[s : s + per]
-        b = mem.shape[0]
-        h = _shared_memory_decode(model, y_items.repeat(b, 1, 1), mem, pd_)  # (b·N, M, d)
-        tgt = all_tokens.repeat(b, 1)
-        logp = torch.log_softmax(model.head(h).float(), -1).gather(-1, tgt[..., None])[..., 0]
-        out[s : s + b] = logp.sum(-1).view(b, N).cpu()
+        logp = CATALOG_SCORERS[method](model, trie, memory[s : s + per], pad[s : s + per])  # (b, N, M)
+        out[s : s + len(logp)] = logp.sum(-1).cpu()  # Eq. 1
     model.train(was_training)
     return out
 
@@ -287,9 +386,12 @@ class RowBatches:
         return self.encoder([self.rows[i] for i in perm[k * self.bs : (k + 1) * self.bs]])
 
 
-def score_rows(model: GenerativeRetriever, encoder: RowEncoder, rows: Sequence[dict], batch_size: int = 64) -> Tensor:
-    """(len(rows), N_items) catalog scores for every row."""
-    return torch.cat([score_catalog(model, encoder(rows[s : s + batch_size])) for s in range(0, len(rows), batch_size)])
+def score_rows(model: GenerativeRetriever, encoder: RowEncoder, rows: Sequence[dict], batch_size: int = 64,
+               method: str = "trie") -> Tensor:  # fmt: skip
+    """(len(rows), N_items) catalog scores for every row (:func:`score_catalog`; the trie is built once)."""
+    trie = model.id_trie()
+    return torch.cat([score_catalog(model, encoder(rows[s : s + batch_size]), method=method, trie=trie)
+                      for s in range(0, len(rows), batch_size)])  # fmt: skip
 
 
 def standardize(vectors: Tensor, reference: Tensor | None = None) -> Tensor:
@@ -301,14 +403,16 @@ def standardize(vectors: Tensor, reference: Tensor | None = None) -> Tensor:
     return (vectors - ref.mean(0)) / ref.std().clamp(min=1e-8)
 
 
-def benchmark(model: GenerativeRetriever, encoder: RowEncoder, axes: dict[str, Sequence[dict]], k: int = 10):
+def benchmark(model: GenerativeRetriever, encoder: RowEncoder, axes: dict[str, Sequence[dict]], k: int = 10,
+              method: str = "trie"):  # fmt: skip
     """Metrics per benchmark axis: Recall@k and NDCG@k, and for rows with a ``negative_item`` (sentiment following)
-    also success@k (positive in the top k, negative absent). Returns {axis: {metric: value, "rows": n}}."""
+    also success@k (positive in the top k, negative absent). Returns {axis: {metric: value, "rows": n}}.
+    ``method``: how :func:`score_catalog` scores the catalog."""
     out = {}
     for axis, rows in axes.items():
         if not rows:
             continue
-        scores = score_rows(model, encoder, rows)
+        scores = score_rows(model, encoder, rows, method=method)
         targets = [r["target"] for r in rows]
         out[axis] = {**retrieval_metrics(scores, targets, k), "rows": float(len(rows))}
         if "negative_item" in rows[0]:

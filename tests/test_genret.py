@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from prefkit.genret import (
+    CATALOG_SCORERS,
     GenerativeRetriever,
+    IdTrie,
     RetrieverConfig,
     RowBatches,
     RowEncoder,
@@ -20,6 +22,7 @@ from prefkit.genret import (
     sentiment_success,
     word_vocab,
 )
+from prefkit.rqvae import semantic_ids
 from prefkit.train import TrainConfig, train
 
 SMALL = RetrieverConfig(d_model=32, n_heads=2, enc_layers=1, dec_layers=1, ff=64, dropout=0.0)
@@ -55,8 +58,9 @@ def test_nll_is_the_sum_of_teacher_forced_token_log_probs(ids):
     assert torch.all(torch.logsumexp(scores, -1) <= 1e-5)  # valid IDs are a subset of all token sequences
 
 
-def test_catalog_scores_equal_teacher_forcing_with_padding_and_chunks(ids):
-    """The shared-memory scorer equals the model's own NLL of every item, for padded rows split over decoder calls."""
+@pytest.mark.parametrize("method", ["full", "trie"])
+def test_catalog_scores_equal_teacher_forcing_with_padding_and_chunks(ids, method):
+    """Both scorers equal the model's own NLL of every item, for padded rows split over decoder calls."""
     torch.manual_seed(1)
     vecs = torch.randn(len(ids), 8)
     enc = RowEncoder("emb", ids, item_vectors=vecs, text_vectors=lambda t: torch.ones(8))
@@ -65,10 +69,90 @@ def test_catalog_scores_equal_teacher_forcing_with_padding_and_chunks(ids):
     for i, r in enumerate(rows):
         r["history"] = r["history"][: 1 + i % 4]  # 1 to 4 items: padded encoder inputs
     batch = enc(rows)
-    scores = score_catalog(model, batch, chunk=2 * len(ids))  # two rows per decoder call
+    scores = score_catalog(model, batch, chunk=2 * len(ids), method=method)  # two rows per decoder call
     for item in range(len(ids)):
         nll = model({**batch, "target": torch.full((len(rows),), item)})
         torch.testing.assert_close(scores[:, item], -nll, atol=1e-5, rtol=1e-5)
+
+
+def test_id_trie_of_a_hand_built_catalog():
+    tokens = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0], [1, 2, 0, 0], [1, 2, 0, 1]])
+    trie = IdTrie.build(tokens, bos=9)
+    # prefixes c_<m: {()}, {0, 1}, {00, 01, 12}, {000, 001, 010, 120}; 1 and 12 have a single child
+    assert trie.sizes == [1, 2, 3, 4]  # 10 decoder positions instead of 6 items x 4
+    assert [p.tolist() for p in trie.parent] == [[], [0, 0], [0, 0, 1], [0, 0, 1, 2]]
+    assert [x.tolist() for x in trie.inputs] == [[9], [0, 1], [0, 1, 2], [0, 1, 0, 0]]  # start token, then c_{m-1}
+    assert trie.node.tolist() == [[0] * 6, [0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 2, 2], [0, 0, 1, 2, 3, 3]]
+    logps = [torch.randn(2, n, 10) for n in trie.sizes]  # (b, n_m, V) per level
+    per_token = trie.gather(logps)  # (b, N, M)
+    assert per_token.shape == (2, 6, 4)
+    assert per_token[1, 5, 3] == logps[3][1, 3, 1] and per_token[0, 2, 2] == logps[2][0, 0, 1]
+    model = GenerativeRetriever(tokens, "tiger", SMALL)  # level-specific tokens: the same tree
+    assert model.id_trie().sizes == trie.sizes and model.id_trie().inputs[0].item() == model.bos
+
+
+@pytest.fixture(scope="module")
+def mender_case():
+    """A Mender-Emb model briefly trained (so its log-probs are far from uniform) on TIGER-style IDs with collision
+    digits (60 items on 64 possible code prefixes), and padded rows."""
+    g = torch.Generator().manual_seed(0)
+    ids = semantic_ids(torch.randint(0, 4, (60, 3), generator=g), max_collisions=60)
+    vecs = torch.randn(len(ids), 8, generator=g)
+    enc = RowEncoder("emb", ids, item_vectors=vecs, text_vectors=lambda t: torch.ones(8))
+    cfg = RetrieverConfig(d_model=32, n_heads=4, enc_layers=1, dec_layers=2, ff=64, dropout=0.1)
+    torch.manual_seed(0)
+    model = GenerativeRetriever(ids, "emb", cfg, text_dim=8)
+    train(model, objective(), RowBatches(_rows(len(ids), 64), enc, 16),
+          TrainConfig(steps=40, lr=1e-2, sanity_check=False, progress=False))  # fmt: skip
+    rows = _rows(len(ids), 7, seed=1)
+    for i, r in enumerate(rows):
+        r["history"] = r["history"][: 1 + i % 4]  # 1 to 4 items: padded encoder inputs
+    return model.eval(), enc(rows)
+
+
+def test_mender_case_has_collisions_and_single_child_prefixes(mender_case):
+    model, _ = mender_case
+    trie = model.id_trie()
+    assert model.item_ids[:, -1].max() > 0  # collision digits in use
+    assert sum(trie.sizes) < len(model.item_ids) * model.M
+    assert any((torch.bincount(p) == 1).any() for p in trie.parent[2:])  # a prefix with one child
+    assert (torch.bincount(trie.node[-1]) == 1).any()  # an item alone on its codes
+
+
+def test_trie_decoder_equals_the_decoder_module_with_a_causal_mask(mender_case):
+    """Every per-token log-prob of the cached, level-by-level decoder equals ``nn.TransformerDecoder``'s own forward
+    (teacher forcing with a causal mask) on each item's whole ID, with padded encoder memory."""
+    model, batch = mender_case
+    trie = model.id_trie()
+    with torch.no_grad():
+        memory, pad = model.encode(batch)  # (B, S, d)
+        trie_logps = CATALOG_SCORERS["trie"](model, trie, memory, pad)  # (B, N, M)
+        B, N, M = trie_logps.shape
+        tokens = trie.tokens.repeat(B, 1)  # (B·N, M)
+        logits = model.id_logits(memory.repeat_interleave(N, 0), pad.repeat_interleave(N, 0), tokens)
+        own = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0].view(B, N, M)
+    torch.testing.assert_close(trie_logps, own, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rows_per_call", [1, 3, 64])
+def test_trie_scores_equal_full_scores_and_rank_the_same(mender_case, rows_per_call):
+    """float32: log p(ID) within 1e-5 of the full scorer, and the same top 10 in the same order, whether the rows go
+    through the decoder one, three (7 rows: three calls) or all at a time."""
+    model, batch = mender_case
+    chunk = rows_per_call * len(model.item_ids)
+    full = score_catalog(model, batch, chunk=chunk, method="full")
+    trie = score_catalog(model, batch, chunk=chunk, method="trie")
+    torch.testing.assert_close(trie, full, atol=1e-5, rtol=0)
+    assert full.std(-1).min() > 1.0  # far from uniform: the ranking test means something
+    assert torch.equal(trie.topk(10).indices, full.topk(10).indices)
+    assert ranks(trie, batch["target"].tolist()).tolist() == ranks(full, batch["target"].tolist()).tolist()
+
+
+def test_score_catalog_rejects_an_unknown_method(ids):
+    model = GenerativeRetriever(ids, "tiger", SMALL)
+    batch = RowEncoder("tiger", ids, use_preferences=False)(_rows(len(ids), 2))
+    with pytest.raises(ValueError, match="method must be one of"):
+        score_catalog(model, batch, method="beam")
 
 
 def test_decoder_is_causal(ids):
