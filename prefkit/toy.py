@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -42,29 +43,51 @@ def _base_path(world, config, kind: str) -> Path:
     return cache_dir() / kind / key
 
 
+@contextmanager
+def _exclusive(path: Path, enabled: bool):
+    """Hold an exclusive lock on ``path.lock`` (Unix): a second process that needs the same base waits for the
+    first to finish training it, then loads it, instead of training it a second time."""
+    if not enabled:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: two processes may both train the same base (still correct)
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _train_cached(path: Path, cache: bool, load, build, config, tokenizer, progress: bool, desc: str):
     """Load the base at ``path``; or get ``(model, rows, extra) = build()``, fine-tune the model on the rows (with
-    ``extra`` batch inputs) and save it atomically."""
-    if cache and (path / "config.json").exists():
-        return load(path).train()
-    model, rows, extra = build()
-    batches = StepBatches(rows, tokenizer, config.batch_size, seed=config.seed, kind="sft", extra=extra)
-    tc = TrainConfig(
-        steps=config.steps,
-        lr=config.lr,
-        warmup_steps=config.warmup_steps,
-        seed=config.seed,
-        sanity_check=False,
-        progress=progress,
-        desc=desc,
-    )
-    train(model, sft_objective(), batches, tc)
-    if cache:
-        tmp = path.with_name(path.name + ".tmp")
-        model.save_pretrained(tmp, safe_serialization=True)
-        if not path.exists():  # another process may have finished the same base first
-            tmp.replace(path)
-    return model.train()
+    ``extra`` batch inputs) and save it atomically. Processes that need the same base train it once."""
+    with _exclusive(path, cache):
+        if cache and (path / "config.json").exists():
+            return load(path).train()
+        model, rows, extra = build()
+        batches = StepBatches(rows, tokenizer, config.batch_size, seed=config.seed, kind="sft", extra=extra)
+        tc = TrainConfig(
+            steps=config.steps,
+            lr=config.lr,
+            warmup_steps=config.warmup_steps,
+            seed=config.seed,
+            sanity_check=False,
+            progress=progress,
+            desc=desc,
+        )
+        train(model, sft_objective(), batches, tc)
+        if cache:
+            tmp = path.with_name(path.name + ".tmp")
+            model.save_pretrained(tmp, safe_serialization=True)
+            if not path.exists():  # a process without the lock (no fcntl) may have finished the same base first
+                tmp.replace(path)
+        return model.train()
 
 
 def sft_base(world, config: ToyBaseConfig, cache: bool = True, progress: bool = True):
