@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -10,12 +11,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EVALUATES_ARMS = {"01_dpo", "02_lipo", "03_dove", "04_delta", "06_spo"}  # arms evaluated by the training loop
+EVALUATES_AT_STEP_0 = {"01_dpo"}  # ... and also before their first step
 
 
 @pytest.fixture(scope="session")
 def fresh_cache(tmp_path_factory):
-    """A private prefkit cache, so the run trains its toy base from scratch instead of trusting a stale one."""
-    path = tmp_path_factory.mktemp("prefkit-cache")
+    """A prefkit cache new to this test run, so its toy bases are trained from scratch instead of trusted from an
+    older run; shared by the run's xdist workers (their common temporary folder), where a base that two notebooks
+    need is trained once (the other worker waits for it: ``prefkit.toy._train_cached``)."""
+    root = tmp_path_factory.getbasetemp()
+    path = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "prefkit-cache"
+    path.mkdir(exist_ok=True)
     old = os.environ.get("PREFKIT_CACHE")
     os.environ["PREFKIT_CACHE"] = str(path)
     yield path
@@ -40,10 +47,44 @@ def run_notebook(nb: Path, out_dir: Path, **params) -> dict:
     return json.loads((out_dir / "result.json").read_text())
 
 
+RATES = ("win_rate", "score", "ref_score", "exact", "ranking_acc", "ranking_acc_norm", "ref_ranking_acc",
+         "reward_acc", "idealized_acc", "flipped_to_right", "flipped_to_wrong")  # fmt: skip
+MAY_BE_NAN = ("flipped_to_right", "flipped_to_wrong")  # no pair the reference ranked wrong (or right) to count
+
+
+def check_evaluations(rows: list[dict]) -> None:
+    """Invariants of every evaluation the training loop logged (PREFKIT_EVAL_LOG): finite metrics, rates in [0, 1],
+    and at step 0, where the policy is its reference, KL 0, implicit rewards all tied (accuracy 0.5, margin 0) and
+    the policy's ranking equal to the reference's."""
+    for r in rows:
+        where = f"{r['desc']} at step {r['step']}"
+        for k, v in r.items():
+            if isinstance(v, float) and k not in MAY_BE_NAN:
+                assert math.isfinite(v), f"{where}: {k} = {v}"
+        for k in RATES:
+            if k in r and not (k in MAY_BE_NAN and math.isnan(r[k])):
+                assert 0.0 <= r[k] <= 1.0, f"{where}: {k} = {r[k]} outside [0, 1]"
+        if "length" in r:
+            assert r["length"] > 0, f"{where}: empty samples"
+        if r["step"] == 0:
+            if "kl" in r:
+                assert abs(r["kl"]) < 1e-4, f"{where}: KL(π || π_ref) = {r['kl']} with π = π_ref"
+            if "reward_acc" in r:
+                assert r["reward_acc"] == 0.5 and abs(r["margin"]) < 1e-6, f"{where}: implicit rewards not tied"
+                assert r["ranking_acc"] == r["ref_ranking_acc"], f"{where}: policy ranks unlike its reference"
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
-def test_notebook_smoke(nb, tmp_path, fresh_cache):
+def test_notebook_smoke(nb, tmp_path, fresh_cache, monkeypatch):
+    log = tmp_path / "evals.jsonl"
+    monkeypatch.setenv("PREFKIT_EVAL_LOG", str(log))
     result = run_notebook(nb, tmp_path)
+    evals = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    check_evaluations(evals)
+    if nb.stem in EVALUATES_ARMS:
+        assert evals, "no evaluation was logged"
+        assert any(e["step"] == 0 for e in evals) == (nb.stem in EVALUATES_AT_STEP_0)
     assert result["smoke"] is True
     assert result["claims"], "the notebook recorded no claims"
     for fig in result["figures"]:
