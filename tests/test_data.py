@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -54,7 +55,7 @@ BAD_PAIRS = {
 @pytest.mark.parametrize("case", sorted(BAD_PAIRS))
 def test_bad_pairwise_row_is_refused_naming_row_and_field(case):
     bad, field = BAD_PAIRS[case]
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match=re.escape(f"row 1, field {field!r}: ")) as e:
         validate_pairwise([GOOD_PAIR, bad])
     _assert_names(e.value, 1, field)
 
@@ -77,7 +78,7 @@ BAD_LISTS = {
 @pytest.mark.parametrize("case", sorted(BAD_LISTS))
 def test_bad_listwise_row_is_refused_naming_row_and_field(case):
     bad, field = BAD_LISTS[case]
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match=re.escape(f"row 1, field {field!r}: ")) as e:
         validate_listwise([GOOD_LIST, bad])
     _assert_names(e.value, 1, field)
 
@@ -85,7 +86,7 @@ def test_bad_listwise_row_is_refused_naming_row_and_field(case):
 def test_listwise_ties_refused_only_when_not_allowed():
     tied = {"prompt": "p", "responses": ["a", "b", "c"], "scores": [0.5, 1.0, 0.5]}
     assert validate_listwise([GOOD_LIST, tied])[1]["scores"] == [0.5, 1.0, 0.5]
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match=r"row 1, field 'scores': has ties") as e:
         validate_listwise([GOOD_LIST, tied], allow_ties=False)
     _assert_names(e.value, 1, "scores")
     assert "ties" in str(e.value)
@@ -95,7 +96,7 @@ def test_listwise_ties_refused_only_when_not_allowed():
 @pytest.mark.parametrize("bad", ["prompt chosen rejected", ["p", "a", "b"], None])
 def test_non_mapping_row_is_refused_naming_row(validate, bad):
     good = GOOD_PAIR if validate is validate_pairwise else GOOD_LIST
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match="row 1: must be a mapping of fields") as e:
         validate([good, bad])
     _assert_names(e.value, 1, None)
     assert "mapping" in str(e.value)
@@ -175,7 +176,7 @@ def test_listwise_to_pairwise_unknown_how_raises():
 
 
 def test_listwise_to_pairwise_validates_its_input():
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match="row 1, field 'responses': needs at least 2 responses") as e:
         listwise_to_pairwise([GOOD_LIST, {"prompt": "p", "responses": ["a"], "scores": [1.0]}])
     _assert_names(e.value, 1, "responses")
 
@@ -221,7 +222,7 @@ def test_hf_round_trip_keeps_strength_missing_from_the_first_row():
 
 
 def test_to_hf_dataset_validates_and_checks_kind():
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match="row 1, field 'rejected': is identical") as e:
         to_hf_dataset([GOOD_PAIR, {"prompt": "p", "chosen": "a", "rejected": "a"}])
     _assert_names(e.value, 1, "rejected")
     with pytest.raises(ValueError, match="kind"):
@@ -234,7 +235,7 @@ def test_from_hf_dataset_validates():
     ds = datasets.Dataset.from_dict(
         {"prompt": ["p", "q"], "chosen": ["a", "a"], "rejected": ["b", "b"], "strength": [1.0, 2.0]}
     )
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match=r"row 1, field 'strength': must lie in \[0, 1\]") as e:
         from_hf_dataset(ds)
     _assert_names(e.value, 1, "strength")
 
@@ -259,7 +260,7 @@ def test_load_pairwise_and_listwise_from_json_and_jsonl(tmp_path):
     assert load_joint(str(tmp_path / "j.json")) == joint
     bad = [{**lists[0], "scores": [1, 0.5]}]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match="row 0, field 'scores': has 2 scores for 3 responses") as e:
         load_listwise(str(tmp_path / "bad.json"))
     _assert_names(e.value, 0, "scores")
 

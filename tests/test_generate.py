@@ -108,9 +108,9 @@ def test_peft_model(lm, world):
 
 
 def test_bad_arguments(lm, world):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         sample(lm, world.tokenizer, PROMPTS, n=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="temperature must be >= 0, got -1.0"):
         sample(lm, world.tokenizer, PROMPTS, temperature=-1.0)
 
 

@@ -4,6 +4,7 @@ and length-normalised DPO (Delta learning)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_equal_prompts_make_dove_exactly_dpo(tok, model, pair_rows):
     ],
 )
 def test_bad_joint_rows_name_row_and_field(bad, field):
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match=re.escape(f"row 1, field {field!r}: ")) as e:
         validate_joint([JOINT[1], bad])
     assert e.value.row == 1 and e.value.field == field
 

@@ -277,3 +277,26 @@ def test_precomputed_reference_equals_the_live_one(tok, model):
     order = [r["prompt"] for r in StepBatches(rows, tok, 3, kind="listwise").rows]
     assert order == PROMPTS
     torch.testing.assert_close(live.sort(-1).values, pre.sort(-1).values, rtol=1e-5, atol=1e-4)
+
+
+def test_best_worst_dpo_shares_the_weight_among_tied_best_and_tied_worst():
+    s = torch.tensor([[0.3, -0.2, 0.5, 0.1]], dtype=torch.float64)  # implicit rewards at β = 1
+    zero = torch.zeros_like(s)
+    # one best (0) and two tied worst (1, 3): the mean of the two pairs' DPO losses
+    got = best_worst_dpo_loss(s, zero, torch.tensor([[2.0, 0.0, 1.0, 0.0]], dtype=torch.float64), beta=1.0)[0]
+    assert got.item() == pytest.approx(-(_logsig(0.3 + 0.2) + _logsig(0.3 - 0.1)) / 2, rel=1e-12)
+    # two tied best (0, 2) and two tied worst (1, 3): the mean of the four pairs
+    got = best_worst_dpo_loss(s, zero, torch.tensor([[2.0, 0.0, 2.0, 0.0]], dtype=torch.float64), beta=1.0)[0]
+    assert got.item() == pytest.approx(-(_logsig(0.5) + _logsig(0.2) + _logsig(0.7) + _logsig(0.4)) / 4, rel=1e-12)
+
+
+def test_pro_closed_form_at_k3_uses_the_largest_gap_as_its_own_temperature():
+    pol = torch.tensor([[-2.0, -6.0, -3.0]], dtype=torch.float64)
+    lengths = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    scores = torch.tensor([[0.9, 0.1, 0.5]], dtype=torch.float64)
+    r = [-2.0, -3.0, -1.0]  # r(y) = log π(y|x) / |y|
+    # response 0 beats 1 (gap .8) and 2 (gap .4): 1/T_0^0 is the largest gap, .8
+    l0 = -(0.8 * r[0] - math.log(math.exp(0.8 * r[0]) + math.exp(0.8 * r[1]) + math.exp(0.4 * r[2])))
+    l2 = -(0.4 * r[2] - math.log(math.exp(0.4 * r[2]) + math.exp(0.4 * r[1])))  # response 2 beats 1 (gap .4)
+    want = l0 + l2 + 0.1 * -r[0]  # response 1 beats nothing; + sft_weight · per-token NLL of the best response
+    assert pro_loss(pol, lengths, scores, sft_weight=0.1)[0].item() == pytest.approx(want, rel=1e-12)

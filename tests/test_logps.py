@@ -183,3 +183,12 @@ def test_peft_wrapped_model(model, batch):
         with peft.disable_adapter():
             base, _ = sequence_logps(peft, **batch)
         assert (sequence_logps(peft, **batch)[0] - base).abs().max() > 1e-3, "the adapters are in the computation"
+
+
+def test_an_empty_response_is_scored_as_its_closing_eos(tok, model):
+    out = encode(tok, ["sort : a ="], [""])
+    ids = out["input_ids"][0].tolist()
+    assert ids == [tok.bos_token_id, *_ids(tok, "sort : a ="), tok.eos_token_id]
+    assert out["response_mask"][0].tolist() == [0] * (len(ids) - 1) + [1]
+    lp, n = sequence_logps(model, out["input_ids"], out["attention_mask"], out["response_mask"])
+    assert n.tolist() == [1] and lp.item() < 0  # log π(EOS | x): the model's choice to stop at once

@@ -336,7 +336,7 @@ def test_registry_knows_all_names():
 
 
 def test_registry_unknown_name_lists_known_ones():
-    with pytest.raises(KeyError) as e:
+    with pytest.raises(KeyError, match="unknown loss .kto-ish.; known:") as e:
         get_loss("kto-ish")
     msg = str(e.value)
     assert "kto-ish" in msg

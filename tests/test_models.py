@@ -239,3 +239,35 @@ def test_load_lm_reads_none_as_no_quantisation(saved_dir):
     model, _ = load_lm(str(saved_dir), quantize="none", device="cpu")
     assert not getattr(model, "is_loaded_in_4bit", False)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_reference_copy_is_in_eval_mode_even_when_the_policy_trains_with_dropout(model, tok, pair_rows):
+    for m in model.modules():
+        if hasattr(m, "attention_dropout"):
+            m.attention_dropout = 0.5  # the policy trains with attention dropout
+    model.train()
+    ref = Reference(model)
+    batch = encode_pairs(tok, pair_rows)
+    a, b = ref.logps(batch)[0], ref.logps(batch)[0]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # π_ref is deterministic: no dropout
+    model.eval()
+    with torch.no_grad():
+        want = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])[0]
+    torch.testing.assert_close(a, want)
+    model.train()
+    with torch.no_grad():
+        noisy = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])[0]
+    assert not torch.allclose(noisy, want)  # dropout does act on the policy in training mode
+
+
+def test_reference_cache_tells_apart_batches_that_score_different_tokens(model, tok):
+    from prefkit.logps import encode_joint
+
+    rows = [{"prompt_chosen": "reverse : a b =", "chosen": "b a", "prompt_rejected": "sort : c a =", "rejected": "c a"}]
+    joint, masked = encode_joint(tok, rows), encode_joint(tok, rows, mask_prompt=True)
+    assert torch.equal(joint["input_ids"], masked["input_ids"])  # the same tokens, scored differently (DOVE vs DPO)
+    plain, cached = Reference(model), Reference(model, cache=True)
+    for b in (joint, masked, joint):
+        got, want = cached.logps(b), plain.logps(b)
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+        assert got[1].tolist() == want[1].tolist()

@@ -4,6 +4,7 @@ Reward, per-step log-probs, and training through the one loop."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -48,7 +49,7 @@ def test_tree_flattens_to_a_ranked_list_of_leaves():
     ],
 )
 def test_bad_trees_name_the_row_and_field(tree, field):
-    with pytest.raises(PreferenceDataError) as e:
+    with pytest.raises(PreferenceDataError, match=re.escape(f"row 7, field {field!r}: ")) as e:
         tree.to_listwise(row=7)
     assert e.value.row == 7 and e.value.field == field
 

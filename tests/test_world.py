@@ -24,7 +24,7 @@ def test_ops_on_hand_examples():
     assert apply_op("sort", list("dbca")) == list("abcd")
     assert apply_op("shift", list("agh")) == list("bha")  # h wraps to a
     assert apply_op("dedupe", list("babcab")) == list("bac")  # first occurrences, in order
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown op 'rotate'"):
         apply_op("rotate", list("abc"))
 
 
@@ -219,7 +219,7 @@ def test_build_pairs_distinct_and_dropped(world):
         assert r["score_rejected"] == world.score(r["prompt"], r["rejected"])
     again, _ = world.build_pairs(prompts, cands, random.Random(0))
     assert again == rows
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"{len(prompts)} prompts for 2 candidate lists"):
         world.build_pairs(prompts, cands[:2], random.Random(0))
 
 
