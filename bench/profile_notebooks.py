@@ -4,6 +4,12 @@ evaluation, figures and the rest, measured by sampling the running notebook's ca
     .venv/bin/python bench/profile_notebooks.py                      # every notebook, smoke mode
     .venv/bin/python bench/profile_notebooks.py 01_dpo --full        # one notebook, full toy profile
     .venv/bin/python bench/profile_notebooks.py --out bench/results/profile_smoke.md
+    .venv/bin/python bench/profile_notebooks.py --reproduce 01_dpo 05_tpo --jobs 2 --out profile_full.md
+
+With ``--reproduce`` the notebooks are not run here: ``python -m prefkit.reproduce`` runs them as ``make reproduce``
+does (full toy profile, ``--jobs`` side by side, writing ``reproductions/`` and the ledger), and every kernel it
+starts profiles itself (``bench/profile_hook/sitecustomize.py``), so one run gives both the reproductions and their
+profile. Wall times are then the kernels' own, from start-up to the last sample.
 
 Each notebook's jupytext source (notebooks/NN_name.py) runs in this process, in ``notebooks/``, with its parameters
 cell followed by ``smoke = True`` (unless ``--full``) and ``out_dir`` set to a temporary folder, so nothing under
@@ -143,6 +149,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def profile_reproduce(names: list[str], jobs: int, threads: int, force: bool) -> list[dict]:
+    """Run ``python -m prefkit.reproduce`` with every notebook kernel profiling itself; one row per kernel."""
+    import json
+    import subprocess
+
+    hook = ROOT / "bench" / "profile_hook"
+    prof = Path(tempfile.mkdtemp(prefix="prefkit-profile-"))
+    env = {**os.environ, "PREFKIT_PROFILE_DIR": str(prof)}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "prefkit.reproduce", *names, "--jobs", str(jobs), "--threads", str(threads)]
+    rc = subprocess.run(cmd + (["--force"] if force else []), env=env, cwd=ROOT).returncode
+    rows = []
+    for f in sorted(prof.glob("*.json")):
+        r = json.loads(f.read_text())
+        n = max(1, sum(r["counts"].values()))
+        name = Path(r["out_dir"]).name if r["out_dir"] else f.stem
+        shares = {c: r["wall_s"] * r["counts"].get(c, 0) / n for c in CATEGORIES}
+        rows.append({"notebook": name, "wall_s": r["wall_s"], **shares})
+    if rc != 0:
+        print(f"prefkit.reproduce exited with status {rc}", file=sys.stderr)
+    return sorted(rows, key=lambda r: r["notebook"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", help="names like 01_dpo (default: all)")
@@ -150,7 +179,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warm-cache", action="store_true", help="reuse cached toy bases instead of a fresh cache")
     ap.add_argument("--out", help="write the table (markdown) here as well")
+    ap.add_argument("--reproduce", action="store_true", help="profile a real `make reproduce` run (see above)")
+    ap.add_argument("--jobs", type=int, default=2, help="--reproduce: notebooks side by side")
+    ap.add_argument("--force", action="store_true", help="--reproduce: run even the notebooks that are up to date")
     args = ap.parse_args()
+    if args.reproduce:
+        rows = profile_reproduce(args.notebooks, args.jobs, args.threads, args.force)
+        _report(rows, args)
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +203,10 @@ def main() -> None:
         print(f"== {name} ({'full' if args.full else 'smoke'})", flush=True)
         rows.append(profile(name, args.full))
         print(table(rows[-1:]), flush=True)
+    _report(rows, args)
+
+
+def _report(rows: list[dict], args: argparse.Namespace) -> None:
     text = table(rows)
     print(text)
     if args.out:

@@ -160,7 +160,7 @@ if profile == "toy":
     )
     tok = world.tokenizer
     judge = Judge(world.judge_template, world.judge_answers)
-    base_cfg = ToyBaseConfig(steps=150 if smoke else base_steps, model=TinyLlamaConfig())
+    base_cfg = ToyBaseConfig(steps=80 if smoke else base_steps, model=TinyLlamaConfig())
     base = sft_base(world, base_cfg).to(dev)
     sft_ref = Reference(base, mode="copy")
     setup = {}

@@ -141,7 +141,7 @@ from prefkit.repro import torch_threads
 torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: one seed, a short base, a small pool and evaluation (see the claims)
-    n_seeds, base_steps, n_pool, n_eval, steps = 1, min(base_steps, 200), min(n_pool, 200), min(n_eval, 20), 8
+    n_seeds, base_steps, n_pool, n_eval, steps = 1, min(base_steps, 120), min(n_pool, 200), min(n_eval, 20), 8
 seeds = list(range(seed, seed + n_seeds))
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
