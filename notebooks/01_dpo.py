@@ -335,10 +335,11 @@ if profile == "hf":
 # %% [markdown]
 # ## Claims: paper vs ours
 #
-# Each rule is applied to every seed; a claim is *reproduced* when all seeds pass, *partial* when some do, *not
-# reproduced* when none do. In smoke mode (25 steps on a briefly trained base) only C0 is asserted: the oracle-level
-# claims need the full number of steps and evaluation prompts to rise above sampling noise, so there they are
-# recorded as *not asserted*.
+# Each rule is applied to every seed. The ledger records how many seeds passed (*old rule: k/n seeds*); a sign that
+# holds on every seed is not evidence, and these claims are to be restated with intervals and minimum effects
+# (`prefkit.claims`). In smoke mode (25 steps on a briefly trained base) only C0 is asserted: the oracle-level claims
+# need the full number of steps and evaluation prompts to rise above sampling noise, so there they are recorded as *not
+# asserted*.
 
 # %%
 from prefkit.repro import Claim

@@ -271,9 +271,10 @@ if profile == "hf":
 # %% [markdown]
 # ## Claims: paper vs ours
 #
-# Each rule is applied to every seed; a claim is *reproduced* when all seeds pass, *partial* when some do, *not
-# reproduced* when none do. The rules were fixed before the runs. In smoke mode (20 steps, two arms) only S1 is
-# asserted; the rest is recorded as *not asserted*.
+# Each rule is applied to every seed. The ledger records how many seeds passed (*old rule: k/n seeds*); a sign that
+# holds on every seed is not evidence, and these claims are to be restated with intervals and minimum effects
+# (`prefkit.claims`). The rules were fixed before the runs. In smoke mode (20 steps, two arms) only S1 is asserted; the
+# rest is recorded as *not asserted*.
 
 # %%
 claims = []

@@ -282,9 +282,10 @@ if profile == "hf":
 # %% [markdown]
 # ## Claims: paper vs ours
 #
-# Each rule is applied to every seed; a claim is *reproduced* when all seeds pass, *partial* when some do, *not
-# reproduced* when none do. The rules were fixed before the runs. In smoke mode (weak teachers of 10-60 steps, a
-# 150-step student, 20 training steps) the language-model comparisons are recorded as *not asserted*; S1 and the
+# Each rule is applied to every seed. The ledger records how many seeds passed (*old rule: k/n seeds*); a sign that
+# holds on every seed is not evidence, and these claims are to be restated with intervals and minimum effects
+# (`prefkit.claims`). The rules were fixed before the runs. In smoke mode (weak teachers of 10-60 steps, a 150-step
+# student, 20 training steps) the language-model comparisons are recorded as *not asserted*; S1 and the
 # logistic-regression claim T1 are asserted.
 
 # %%

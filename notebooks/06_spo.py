@@ -384,9 +384,10 @@ if profile == "hf":
 # %% [markdown]
 # ## Claims: paper vs ours
 #
-# Each rule is applied to every seed. A claim is *reproduced* when all seeds pass, *partial* when some do and *not
-# reproduced* when none do. The rules were fixed before the runs. In smoke mode (20 steps, at most 1000
-# comparisons) only S2 is asserted; the rest are recorded as *not asserted*.
+# Each rule is applied to every seed. The ledger records how many seeds passed (*old rule: k/n seeds*); a sign that
+# holds on every seed is not evidence, and these claims are to be restated with intervals and minimum effects
+# (`prefkit.claims`). The rules were fixed before the runs. In smoke mode (20 steps, at most 1000 comparisons) only S2
+# is asserted; the rest are recorded as *not asserted*.
 
 # %%
 claims = []

@@ -273,9 +273,10 @@ figures.append(plot.save(fig, out, "mender_axes.png"))
 # %% [markdown]
 # ## Claims: paper vs ours
 #
-# Each rule is applied to every seed. A claim is *reproduced* when all seeds pass, *partial* when some do and *not
-# reproduced* when none do. In smoke mode (one seed, a smaller world, 60 steps) only Q1 is asserted; the rest are
-# recorded as *not asserted*.
+# Each rule is applied to every seed. The ledger records how many seeds passed (*old rule: k/n seeds*); a sign that
+# holds on every seed is not evidence, and these claims are to be restated with intervals and minimum effects
+# (`prefkit.claims`). In smoke mode (one seed, a smaller world, 60 steps) only Q1 is asserted; the rest are recorded as
+# *not asserted*.
 
 # %%
 claims = []
