@@ -393,6 +393,7 @@ path = write_result(
     params,
     figures,
     smoke=smoke,
+    seeds=seeds,
     extra={
         "notebook": "10_mender",
         "encoder": text_encoder.name,
@@ -401,3 +402,18 @@ path = write_result(
     },  # fmt: skip
 )
 print(f"wrote {path}")
+
+# %% [markdown]
+# ## What we found
+#
+# The claims as this run judged them, read back from `result.json` (no number here is typed by hand), with our note on
+# each claim that did not reproduce. A note names the status it was written for and is withdrawn if a re-run changes
+# that status.
+
+# %%
+from IPython.display import Markdown
+
+from prefkit.repro import what_we_found
+
+why = {}  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+display(Markdown(what_we_found(path, why)))

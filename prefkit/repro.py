@@ -348,12 +348,18 @@ def _tree(result: dict[str, Any]) -> str:
     return ("dirty (override)" if env.get("dirty_override") else "dirty") if dirty else "clean"
 
 
+def _executed_link(rj: Path, r: dict[str, Any], prefix: str) -> str:
+    """`` ([executed](<prefix>/<notebook>.ipynb))`` when ``make reproduce`` saved the executed notebook."""
+    nb = r.get("notebook")
+    return f" ([executed]({prefix}/{nb}.ipynb))" if nb and (rj.parent / f"{nb}.ipynb").exists() else ""
+
+
 def _summary_row(rj: Path, r: dict[str, Any]) -> list[str]:
     env, run = r.get("environment", {}), r.get("run", {})
     wall = run.get("wall_s")
     commit = env.get("commit") or env.get("prefkit_commit") or "unknown"
     return [
-        f"[{r.get('notebook') or r['method']}]({rj.parent.name}/)",
+        f"[{r.get('notebook') or r['method']}]({rj.parent.name}/){_executed_link(rj, r, rj.parent.name)}",
         status_counts(r, "headline"),
         status_counts(r, "secondary"),
         status_counts(r, "gate"),
@@ -458,6 +464,63 @@ def method_status(result: dict[str, Any]) -> str:
     return f"{sum(s == 'reproduced' for s in head)} of {len(head)} headline reproduced" if head else "no headline claim"
 
 
+def _claim_line(c: dict[str, Any]) -> str:
+    """One claim with its numbers, as a markdown list item (numbers from the record, never typed)."""
+    st = claim_status(c)
+    if _is_old(c):
+        return f"- **{c['id']}** ({st}): {c['statement']}; {c['metric']} {_spread(c)}, rule {_rule(c)}."
+    line = f"- **{c['id']}** ({st}): {c['statement']}; {c['metric']} {_ours(c)}"
+    if c.get("kind") == "gate":
+        return line + f", {c.get('test', '')}."
+    size = f"delta {c['delta']:g}" if c.get("delta") is not None else f"non-inferiority margin {c.get('margin'):g}"
+    lo, hi = (c.get("interval") or [None, None])[:2]
+    half = "" if lo is None or hi is None else f", interval half-width {(hi - lo) / 2:.3g}"
+    gates = f"; rests on failed gate(s) {', '.join(c['blocked_by'])}" if c.get("blocked_by") else ""
+    return line + f" against {size}{half}{gates}."
+
+
+def what_we_found(result: str | os.PathLike | dict[str, Any], why: dict[str, tuple[str, str]] | None = None) -> str:
+    """The "What we found" reading of a result, as markdown: counts by kind and status, then every claim with its
+    numbers, each failed or inconclusive one followed by our explanation from ``why``.
+
+    ``why`` maps a claim id to ``(status, text)``: the status the text was written for and the text. A text is shown
+    only while the claim still has that status; after a re-run that changed it, the reading says the note is stale
+    instead of showing an explanation of a result that no longer exists. Numbers come from the record.
+    """
+    r = result if isinstance(result, dict) else load_result(result)
+    why = why or {}
+    unknown = sorted(set(why) - {c["id"] for c in r["claims"]})
+    if unknown:
+        raise ValueError(f"why names claims that the result does not have: {unknown}")
+    lines = ["### What we found", ""]
+    if r.get("smoke"):
+        lines += [
+            "*A smoke run: only the claims meaningful at that size are asserted; the numbers are not results.*",
+            "",
+        ]
+    groups = [("Headline claims", "headline"), ("Secondary claims", "secondary"), ("Gates", "gate"),
+              ("Claims under the old per-seed rule (not evidence; to be restated)", OLD_RULE)]  # fmt: skip
+    for title, kind in groups:
+        claims = [c for c in r["claims"] if c.get("kind", OLD_RULE) == kind]
+        if not claims:
+            continue
+        lines += [f"**{title}**: {status_counts(r, kind)}.", ""]
+        for c in claims:
+            lines.append(_claim_line(c))
+            st = claim_status(c)
+            if c["id"] in why:
+                written_for, text = why[c["id"]]
+                if written_for == st:
+                    lines.append(f"  *Why:* {text}")
+                else:
+                    lines.append(f"  *(Our note on {c['id']} was written for a *{written_for}* result; this run's is "
+                                 f"*{st}*, so the note is out of date.)*")  # fmt: skip
+            elif kind in ("headline", "secondary") and st not in ("reproduced", NOT_ASSERTED) and not r.get("smoke"):
+                lines.append("  *Why:* not yet explained.")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 README_START, README_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 
 
@@ -465,9 +528,10 @@ def update_readme_table(readme: str | os.PathLike = "README.md", root: str | os.
     """Rewrite the notebook table between the README's markers from every ``<root>/*/result.json``."""
     readme, root = Path(readme), Path(root)
     rows = ["| notebook | paper | headline | secondary | gates | old rule | status |", "|---|---|---|---|---|---|---|"]
-    for _, r in _results(root):
+    for rj, r in _results(root):
         nb = r.get("notebook", "")
         link = f"[{nb}](notebooks/{nb}.ipynb)" if nb else r["method"]
+        link += _executed_link(rj, r, Path(os.path.relpath(rj.parent, readme.parent)).as_posix())
         paper = f"{r['paper'].get('title', '')} (arXiv:{r['paper'].get('arxiv', '')})"
         scale = " (smoke run)" if r.get("smoke") else ""
         counts = [status_counts(r, k) for k in ("headline", "secondary", "gate", OLD_RULE)]

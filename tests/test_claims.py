@@ -299,3 +299,65 @@ def test_fmt_interval_handles_missing_and_infinite_ends():
     assert fmt_interval(0.1234, [0.1, 0.15]) == "+0.123 [0.1, 0.15]"
     assert fmt_interval(0.5, [None, None]) == "+0.5 [-inf, inf]"  # as stored in result.json
     assert fmt_interval(0.5, [-math.inf, math.inf]) == "+0.5 [-inf, inf]"
+
+
+# --- "What we found" ---------------------------------------------------------------------------------------------
+
+
+def _found_claims():
+    g = gate("G", "judge beats chance", "accuracy", _const(0.7), 0.55)
+    c1 = compare("C1", "a beats b", "score", _const(0.05), _zeros(), delta=0.02, requires=["G"])
+    rng = np.random.default_rng(7)
+    noisy = [rng.normal(0.01, 1.0, 40) for _ in range(3)]
+    c2 = compare("C2", "a beats c", "score", noisy, _zeros(40), delta=0.02)
+    c3 = compare(
+        "C3", "b lowers length", "length", _const(1.0), _zeros(), delta=0.5, direction="less", kind="secondary"
+    )
+    old = make_claim("O1", "sanity", "acc", [0.9, 0.8], lambda v: v > 0.5, "> 0.5 per seed")
+    return [g, c1, c2, c3, old]
+
+
+def test_what_we_found_reads_the_record_and_keeps_notes_to_their_status(tmp_path):
+    path = write_result(tmp_path / "t", "t", PAPER, _found_claims(), {}, extra={"notebook": "01_t"})
+    why = {"C2": ("inconclusive", "the noise is larger than the effect."), "C3": ("reproduced", "old note.")}
+    text = repro.what_we_found(path, why)
+    r = json.loads(path.read_text())
+    c2 = next(c for c in r["claims"] if c["id"] == "C2")
+    assert text.startswith("### What we found\n")
+    assert "**Headline claims**: 1 reproduced, 1 inconclusive." in text
+    assert "**Secondary claims**: 1 reversed." in text and "**Gates**: 1 passed." in text
+    assert "**Claims under the old per-seed rule (not evidence; to be restated)**: 1 all seeds." in text
+    assert fmt_interval(c2["estimate"], c2["interval"]) in text  # the numbers are the record's
+    assert (
+        "- **C1** (reproduced): a beats b; score +0.05 [0.05, 0.05] against delta 0.02, interval half-width 0." in text
+    )
+    assert "  *Why:* the noise is larger than the effect." in text
+    assert "written for a *reproduced* result; this run's is *reversed*, so the note is out of date" in text
+    assert "old note." not in text
+    assert "- **O1** (old rule: 2/2 seeds): sanity; acc 0.85 ± 0.071 (n=2), rule > 0.5 per seed." in text
+    bare = repro.what_we_found(path)
+    assert bare.count("*Why:* not yet explained.") == 2  # C2 and C3: every claim that did not reproduce
+    with pytest.raises(ValueError, match=r"why names claims that the result does not have: \['C9'\]"):
+        repro.what_we_found(path, {"C9": ("reproduced", "x")})
+
+
+def test_what_we_found_marks_smoke_runs_and_blocked_claims(tmp_path):
+    g = gate("G", "head learns", "accuracy", _const(0.5), 0.6)
+    c = compare("C1", "a beats b", "score", _const(0.05), _zeros(), delta=0.02, requires=["G"])
+    path = write_result(tmp_path / "t", "t", PAPER, [g, c], {}, smoke=True)
+    text = repro.what_we_found(path)
+    assert "*A smoke run:" in text and "**Gates**: 1 failed." in text
+    assert "- **C1** (not testable): a beats b;" in text and "rests on failed gate(s) G." in text
+    assert "not yet explained" not in text  # smoke numbers are not results to explain
+
+
+def test_ledger_and_readme_link_the_executed_notebook(tmp_path):
+    root = tmp_path / "reproductions"
+    write_result(root / "t", "t", PAPER, _claims(), {}, extra={"notebook": "01_t"})
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- notebooks:start -->\n<!-- notebooks:end -->\n")
+    assert "executed" not in update_readme_table(readme, root).read_text()
+    (root / "t" / "01_t.ipynb").write_text("{}")
+    assert "| [01_t](t/) ([executed](t/01_t.ipynb)) |" in write_ledger(root).read_text()
+    table = update_readme_table(readme, root).read_text()
+    assert "| [01_t](notebooks/01_t.ipynb) ([executed](reproductions/t/01_t.ipynb)) |" in table

@@ -496,6 +496,12 @@ def test_reproduce_runs_then_skips_what_is_up_to_date(tmp_path, capsys):
     (repro_dir / "beta" / "fig.png").unlink()
     _, out = _run(layout, capsys, dry_run=True)
     assert "skip  01_alpha: up to date" in out and "would run 02_beta: figures missing from" in out
+    # The executed notebook is saved next to its result (what a reader opens); without it the notebook runs again.
+    executed = repro_dir / "alpha" / "01_alpha.ipynb"
+    assert "papermill" in nbformat.read(executed, as_version=4).metadata
+    executed.unlink()
+    _, out = _run(layout, capsys, dry_run=True, names=["01_alpha"])
+    assert re.search(r"would run 01_alpha: the executed notebook \S+01_alpha.ipynb is missing", out)
     _, out = _run({**layout, "reproductions_dir": tmp_path / "elsewhere"}, capsys, dry_run=True, names=["01_alpha"])
     assert out.startswith("would run 01_alpha: no ") and "02_beta" not in out
     _, out = _run(layout, capsys, dry_run=True, force=True)
