@@ -344,6 +344,7 @@ class OracleEval:
                 self.world.score, policy, tok, self.prompts, reference, self.ref_samples, self.seed + step
             )
             out.pop("samples")
+            out.pop("per_prompt")  # the training history keeps the means
             if self.pairs:
                 out.update(ranking_report(policy, reference, tok, self.pairs, self.beta))
             return out
