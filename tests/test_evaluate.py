@@ -341,3 +341,22 @@ def test_oracle_eval_per_prompt_units_are_what_the_means_average(tok, model):
     assert u["log_ratio"][0] == pytest.approx(float(lp[0] - lr[0]), rel=1e-6)
     alone = oracle_eval(_length_score, policy, tok, EVAL_PROMPTS, seed=3, max_new_tokens=6)["per_prompt"]
     assert set(alone) == {"score", "length"}  # without a reference there is nothing to pair with
+
+
+def test_toy_evaluator_logs_means_and_keeps_the_last_per_prompt_units(tok, model):
+    from types import SimpleNamespace
+
+    from prefkit.evaluate import oracle_eval
+    from prefkit.toy import OracleEval
+
+    world = SimpleNamespace(tokenizer=tok, score=_length_score)
+    ref = Reference(model)
+    ref_ys = ["a b"] * len(EVAL_PROMPTS)
+    ev = OracleEval(world, EVAL_PROMPTS, ref_ys, seed=1)
+    assert ev.last_per_prompt is None
+    policy = _perturbed(model)
+    row = ev(ref)(policy, 2)  # evaluated with seed 1 + step
+    assert "per_prompt" not in row and "samples" not in row  # the history gets numbers only
+    direct = oracle_eval(_length_score, policy, tok, EVAL_PROMPTS, ref, ref_ys, seed=3)
+    assert ev.last_per_prompt == direct["per_prompt"]
+    assert row["score"] == pytest.approx(direct["score"]) and row["win_rate"] == pytest.approx(direct["win_rate"])
