@@ -118,7 +118,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from prefkit import plot
+from prefkit import genret, plot
 from prefkit.encoders import cached_features, load_encoder
 from prefkit.genret import (
     GenerativeRetriever,
@@ -165,6 +165,7 @@ print(f"profile={profile} smoke={smoke} encoder={text_encoder.name} seeds={seeds
 # %%
 print(inspect.getsource(GenerativeRetriever.forward))
 print(inspect.getsource(score_catalog))
+print(inspect.getsource(genret._trie_token_logps))  # the catalog scored along a trie of semantic-ID prefixes
 
 # %% [markdown]
 # ## Worlds, semantic IDs and the five models per seed
