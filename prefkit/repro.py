@@ -437,7 +437,7 @@ def write_ledger(root: str | os.PathLike = "reproductions") -> Path:
                 paper = c.get("paper") or r["paper"].get("number", "")
                 st = f"**{claim_status(c)}**"
                 if c.get("blocked_by"):
-                    st += f" (gate {', '.join(c['blocked_by'])} failed)"
+                    st += f" (gate {', '.join(c['blocked_by'])} did not pass)"
                 if title == "Claims":
                     size = f"delta {c['delta']:g}" if c.get("delta") is not None else f"margin {c.get('margin'):g}"
                     cells = [m, c["id"], c["kind"], c["statement"], paper, f"{c['metric']}: {_ours(c)}", size,
@@ -475,7 +475,7 @@ def _claim_line(c: dict[str, Any]) -> str:
     size = f"delta {c['delta']:g}" if c.get("delta") is not None else f"non-inferiority margin {c.get('margin'):g}"
     lo, hi = (c.get("interval") or [None, None])[:2]
     half = "" if lo is None or hi is None else f", interval half-width {(hi - lo) / 2:.3g}"
-    gates = f"; rests on failed gate(s) {', '.join(c['blocked_by'])}" if c.get("blocked_by") else ""
+    gates = f"; rests on gate(s) {', '.join(c['blocked_by'])}, which did not pass" if c.get("blocked_by") else ""
     return line + f" against {size}{half}{gates}."
 
 

@@ -347,7 +347,7 @@ def test_what_we_found_marks_smoke_runs_and_blocked_claims(tmp_path):
     path = write_result(tmp_path / "t", "t", PAPER, [g, c], {}, smoke=True)
     text = repro.what_we_found(path)
     assert "*A smoke run:" in text and "**Gates**: 1 failed." in text
-    assert "- **C1** (not testable): a beats b;" in text and "rests on failed gate(s) G." in text
+    assert "- **C1** (not testable): a beats b;" in text and "rests on gate(s) G, which did not pass." in text
     assert "not yet explained" not in text  # smoke numbers are not results to explain
 
 
