@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -213,8 +214,30 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     record["run"] = {**key, "wall_s": round(wall, 1), "threads": threads, "jobs": jobs}
     record["run"].update(started=started, finished=_now())
     atomic_write_text(nb.result, json.dumps(record, indent=2) + "\n")
-    atomic_write_text(nb.executed, (runs_dir / f"{nb.name}.ipynb").read_text())
+    atomic_write_text(nb.executed, reader_copy((runs_dir / f"{nb.name}.ipynb").read_text()))
     return None, wall
+
+
+_PROGRESS = re.compile(r"\r|\d+%\||\d+/\d+ \[\d")  # a tqdm bar: carriage returns, "42%|", "3/10 [00:01"
+
+
+def reader_copy(executed: str) -> str:
+    """The executed notebook as a reader gets it next to the results: the same cells and outputs, without the
+    progress bars written to stderr (thousands of outputs, most of a notebook's size; the full copy stays in runs/)."""
+    nb = json.loads(executed)
+    for cell in nb.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [
+                o
+                for o in cell["outputs"]
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr" and _PROGRESS.search(_text(o)))
+            ]
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def _text(output: dict[str, Any]) -> str:
+    t = output.get("text", "")
+    return "".join(t) if isinstance(t, list) else t
 
 
 def run_notebook(

@@ -565,3 +565,24 @@ def test_seed_everything_reproduces_draws():
     assert a == b
     assert all(x != y for x, y in zip(a, c))
     assert isinstance(seed_everything(2**40), torch.Generator)  # seeds beyond NumPy's 32-bit range are accepted
+
+
+def test_reader_copy_drops_progress_bars_and_keeps_everything_else():
+    from prefkit.reproduce import reader_copy
+
+    def stream(name, text):
+        return {"output_type": "stream", "name": name, "text": text}
+
+    warn = stream("stderr", "UserWarning: something a reader should see\n")
+    png = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": ["<Figure>"]}, "metadata": {}}
+    outputs = [
+        stream("stderr", "DPO s0:  42%|████▏     | 63/150 [00:10<00:14,  6.1it/s]"),
+        stream("stderr", ["\r", "SFT:   3/10 [00:01<00:02, 3.2it/s]"]),
+        warn,
+        stream("stdout", "loss 0.69\n"),
+        png,
+    ]
+    nb = {"cells": [{"cell_type": "code", "source": "x", "outputs": outputs}, {"cell_type": "markdown", "source": "m"}]}
+    out = json.loads(reader_copy(json.dumps(nb)))
+    assert out["cells"][0]["outputs"] == [warn, stream("stdout", "loss 0.69\n"), png]
+    assert out["cells"][1] == nb["cells"][1]
