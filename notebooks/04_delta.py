@@ -437,4 +437,4 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
            "stronger than the paper's: a perfect judge on the student's own answers, where Tülu 3 used GPT-4o on "
            "other models' answers. More seeds or more evaluation samples per prompt would narrow the interval."),
 }  # fmt: skip
-display(Markdown(what_we_found(path, why if not smoke else {})))
+display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
