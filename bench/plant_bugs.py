@@ -53,6 +53,7 @@ class Bug:
 
 
 EV, TR, RE, MO = "prefkit/evaluate.py", "prefkit/train.py", "prefkit/repro.py", "prefkit/models.py"
+CL = "prefkit/claims.py"
 PW, LW, LP, DA = "prefkit/losses/pairwise.py", "prefkit/losses/listwise.py", "prefkit/logps.py", "prefkit/data.py"
 
 BUGS = [
@@ -125,20 +126,52 @@ BUGS = [
     Bug("T17", TR, "last = step + 1 == config.steps", "last = step == config.steps",
         "the last step is not recognised: no final evaluation or checkpoint"),
     # ---- records ---------------------------------------------------------------------------------------------------
-    Bug("R01", RE, '    if all(s == "reproduced" for s in st):\n        return "reproduced"',
-        '    if any(s == "reproduced" for s in st):\n        return "reproduced"',
-        "method_status says reproduced when any claim is"),
-    Bug("R02", RE, "| **{method_status(r)}**{scale} |", "| **reproduced**{scale} |",
+    Bug("R01", RE, "return f\"{sum(s == 'reproduced' for s in head)} of {len(head)} headline reproduced\"",
+        "return f\"{len(head)} of {len(head)} headline reproduced\"",
+        "method_status counts every headline claim as reproduced"),
+    Bug("R02", RE, 'rows.append(_row([link, paper, *counts, f"**{method_status(r)}**{scale}"]))',
+        'rows.append(_row([link, paper, *counts, f"**reproduced**{scale}"]))',
         "README table writes 'reproduced' for every method"),
     Bug("R03", RE, '    return atomic_write_text(out_dir / "result.json", json.dumps(_jsonable(record), indent=2) + "\\n")',
         '    (out_dir / "result.json").write_text(json.dumps(_jsonable(record), indent=2) + "\\n")\n'
         '    return out_dir / "result.json"', "write_result not atomic (writes result.json in place)"),
     Bug("R04", RE, "missing = [f for f in figures if not (out_dir / f).exists()]", "missing = []",
         "write_result does not check that the figures exist"),
-    Bug("R05", RE, 'return "reproduced" if k == len(self.per_seed_pass) else',
-        'return "reproduced" if k else', "a claim that passes on some seeds is 'reproduced'"),
-    Bug("R06", RE, "f\"**{c['status']}**\",", '"**reproduced**",',
+    Bug("R05", RE, "        return old_rule_status(claim.get(\"per_seed_pass\", []))\n    return claim[\"status\"]",
+        "        return claim[\"status\"]\n    return claim[\"status\"]",
+        "old results render their stored word ('partial') instead of the old rule"),
+    Bug("R06", RE, '                st = f"**{claim_status(c)}**"', '                st = "**reproduced**"',
         "the claims ledger writes 'reproduced' for every claim"),
+    Bug("R07", RE, "    if env[\"dirty\"] and not smoke:", "    if env[\"dirty\"] and smoke:",
+        "a full-profile result from a dirty tree is written without an override"),
+    Bug("R08", RE, "    resolve(claims)\n    env = environment()", "    env = environment()",
+        "write_result does not apply the gates"),
+    # ---- claims ------------------------------------------------------------------------------------------------------
+    Bug("C01", CL, "    if lo > 0 and est >= delta:", "    if lo > 0:",
+        "a significant effect smaller than delta counts as reproduced"),
+    Bug("C02", CL, "    if hi < 0:\n        return \"reversed\"", "    if est < 0:\n        return \"reversed\"",
+        "reversed when the estimate is below 0, whatever the interval"),
+    Bug("C03", CL, "    if hi < delta:\n        return \"not reproduced\"", "    if lo < delta:\n        return \"not reproduced\"",
+        "not reproduced when the low end (not the high end) is below delta"),
+    Bug("C04", CL, 'return 1 if direction == "greater" else -1', "return 1",
+        "the paper's direction is ignored (a 'lowers' claim is judged as 'raises')"),
+    Bug("C05", CL, "        return \"reproduced\" if lo > -margin else \"inconclusive\"",
+        "        return \"reproduced\" if est > -margin else \"inconclusive\"",
+        "non-inferiority judged on the estimate, not the interval's low end"),
+    Bug("C06", CL, "        total += boot[slots[:, j], cols]", "        total += boot[j % k, cols]",
+        "the bootstrap never resamples seeds"),
+    Bug("C07", CL, "    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])",
+        "    lo, hi = np.quantile(means, [1 - level, level])", "a 90% interval reported as 95%"),
+    Bug("C08", CL, "        groups.append([t - c] if paired else [t, c])", "        groups.append([t, c])",
+        "paired units resampled as if unpaired"),
+    Bug("C09", CL, "            if by_id[g].status != \"passed\":", "            if by_id[g].status == \"failed \":",
+        "a failed gate does not block its dependents"),
+    Bug("C10", CL, "v.std(ddof=1) / math.sqrt(v.size)", "v.std(ddof=0) / math.sqrt(v.size)",
+        "t-interval with the population standard deviation"),
+    Bug("C11", CL, "    passed = lo > threshold if s > 0 else hi < threshold",
+        "    passed = est > threshold if s > 0 else est < threshold", "a gate passes on its estimate alone"),
+    Bug("C12", CL, "    rng = np.random.default_rng(seed)\n    slots", "    rng = np.random.default_rng()\n    slots",
+        "the bootstrap is not seeded (the same data gives another interval)"),
     # ---- reference model -------------------------------------------------------------------------------------------
     Bug("M01", MO, "                p.requires_grad_(False)", "                p.requires_grad_(True)",
         "the frozen reference copy is trainable"),

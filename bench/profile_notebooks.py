@@ -192,6 +192,7 @@ def main() -> None:
     matplotlib.use("Agg")
     os.environ["PREFKIT_THREADS"] = str(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("PREFKIT_ALLOW_DIRTY", "1")  # in-process results go to a temporary folder, not reproductions/
     if not args.warm_cache:
         os.environ["PREFKIT_CACHE"] = tempfile.mkdtemp(prefix="prefkit-cache-")
     import torch

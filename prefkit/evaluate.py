@@ -59,6 +59,10 @@ def oracle_eval(
     With a ``reference`` (:class:`prefkit.models.Reference`) also: the paired win rate against reference samples
     (``ref_samples``, or sampled here with the same seed) and KL(π || π_ref) ≈ mean over y ~ π of
     log π(y|x) - log π_ref(y|x), in nats per response.
+
+    ``per_prompt`` holds the per-prompt values behind the means, aligned with ``prompts`` (the paired units of a
+    comparison claim, ``prefkit.claims.compare``): ``score`` and ``length``, and with a reference ``win`` (1, 0.5 or
+    0 against the reference sample), ``log_ratio`` and ``ref_score``.
     """
     ys = [
         r[0]
@@ -74,6 +78,7 @@ def oracle_eval(
         "length": float(counts.mean()),
         "exact": float(np.mean(scores == 1.0)),
     }
+    per_prompt = {"score": scores.tolist(), "length": np.asarray(counts, dtype=float).tolist()}
     if reference is not None:
         with reference.as_model() as ref:
             if ref_samples is None:
@@ -88,6 +93,10 @@ def oracle_eval(
         out.update(
             win_rate=win_rate(scores, ref_scores), kl=float(np.mean(lp - ref_lp)), ref_score=float(ref_scores.mean())
         )
+        wins = (scores > ref_scores) + 0.5 * (scores == ref_scores)
+        log_ratio = np.asarray(lp, dtype=float) - np.asarray(ref_lp, dtype=float)
+        per_prompt.update(win=wins.tolist(), log_ratio=log_ratio.tolist(), ref_score=ref_scores.tolist())
+    out["per_prompt"] = per_prompt
     out["samples"] = ys
     return out
 

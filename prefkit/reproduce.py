@@ -7,7 +7,9 @@
 
 Each notebook runs in its own papermill process (full toy profile: ``-p smoke False``), with ``THREADS`` torch and
 OpenMP threads, ``JOBS`` at a time, the longest first (by the wall time of its previous run; unknown ones first, as
-they may be the longest). Its log goes to ``runs/<notebook>.log`` and the executed copy to ``runs/<notebook>.ipynb``.
+they may be the longest). Its log goes to ``runs/<notebook>.log`` and the executed copy to ``runs/<notebook>.ipynb``; a successful run's
+executed copy, outputs and figures inline, is also saved next to its result as
+``reproductions/<method>/<notebook>.ipynb`` for readers who do not run anything.
 
 When papermill succeeds, the scheduler adds a ``run`` record to the notebook's result.json: the *run key* (sha256 of
 the notebook's cells, of the prefkit package and of the parameters passed) with the wall time, threads, jobs and
@@ -22,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -103,6 +106,11 @@ class Notebook:
             "parameters_sha256": parameters_sha256(self.parameters),
         }
 
+    @property
+    def executed(self) -> Path:
+        """The executed copy, with outputs and figures inline, that a reader sees without running anything."""
+        return self.out_dir / f"{self.name}.ipynb"
+
     def previous_run(self) -> dict[str, Any]:
         """The ``run`` record of the notebook's current result.json, ``{}`` if there is none."""
         try:
@@ -136,6 +144,8 @@ def why_run(nb: Notebook, key: dict[str, str]) -> str | None:
     changed = [part for part in KEY_PARTS if run.get(f"{part}_sha256") != key[f"{part}_sha256"]]
     if changed:
         return f"{' and '.join(changed)} changed since {run.get('finished', 'its last run')}"
+    if not nb.executed.exists():
+        return f"the executed notebook {nb.executed} is missing"
     missing = [f for f in result.get("figures", []) if not (nb.out_dir / f).exists()]
     if missing:
         return f"figures missing from {nb.out_dir}: {', '.join(missing)}"
@@ -204,7 +214,30 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     record["run"] = {**key, "wall_s": round(wall, 1), "threads": threads, "jobs": jobs}
     record["run"].update(started=started, finished=_now())
     atomic_write_text(nb.result, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(nb.executed, reader_copy((runs_dir / f"{nb.name}.ipynb").read_text()))
     return None, wall
+
+
+_PROGRESS = re.compile(r"\r|\d+%\||\d+/\d+ \[\d")  # a tqdm bar: carriage returns, "42%|", "3/10 [00:01"
+
+
+def reader_copy(executed: str) -> str:
+    """The executed notebook as a reader gets it next to the results: the same cells and outputs, without the
+    progress bars written to stderr (thousands of outputs, most of a notebook's size; the full copy stays in runs/)."""
+    nb = json.loads(executed)
+    for cell in nb.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [
+                o
+                for o in cell["outputs"]
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr" and _PROGRESS.search(_text(o)))
+            ]
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def _text(output: dict[str, Any]) -> str:
+    t = output.get("text", "")
+    return "".join(t) if isinstance(t, list) else t
 
 
 def run_notebook(

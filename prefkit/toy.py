@@ -326,6 +326,8 @@ class OracleEval:
     Calling it with a :class:`prefkit.models.Reference` gives an ``eval_fn(policy, step)`` for
     :func:`prefkit.train.train`: oracle score, win rate and KL against the reference on ``prompts`` (compared with
     the fixed ``ref_samples``, sampled once per seed from the reference), plus ranking accuracies on ``pairs``.
+    The training history keeps the means; the per-prompt values of the latest evaluation (``oracle_eval``'s
+    ``per_prompt``: the paired units of a comparison claim) are kept in ``last_per_prompt``.
     """
 
     world: Any
@@ -334,6 +336,7 @@ class OracleEval:
     pairs: list | None = None
     beta: float = 0.1
     seed: int = 0
+    last_per_prompt: dict | None = field(default=None, init=False, repr=False)
 
     def __call__(self, reference):
         from .evaluate import oracle_eval, ranking_report
@@ -344,6 +347,7 @@ class OracleEval:
                 self.world.score, policy, tok, self.prompts, reference, self.ref_samples, self.seed + step
             )
             out.pop("samples")
+            self.last_per_prompt = out.pop("per_prompt")  # the training history keeps the means
             if self.pairs:
                 out.update(ranking_report(policy, reference, tok, self.pairs, self.beta))
             return out

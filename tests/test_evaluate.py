@@ -316,3 +316,47 @@ def test_pair_logps_of_pairs_that_share_prompts_and_chosen_keep_their_own_reject
         want = response_logps(model, tok, prompts, [r["rejected"] for r in rows])[0]
         np.testing.assert_allclose(got["rr"], want, rtol=1e-6)
         np.testing.assert_allclose(got["rr"], got["pr"], rtol=1e-6)  # the policy is its reference
+
+
+def test_oracle_eval_per_prompt_units_are_what_the_means_average(tok, model):
+    """The paired units of a comparison claim: aligned with the prompts, and their means are the reported ones."""
+    from prefkit.evaluate import oracle_eval, response_logps
+
+    ref = Reference(model)
+    policy = _perturbed(model)
+    out = oracle_eval(_length_score, policy, tok, EVAL_PROMPTS, ref, seed=3, max_new_tokens=6)
+    u = out["per_prompt"]
+    assert set(u) == {"score", "length", "win", "log_ratio", "ref_score"}
+    assert all(len(v) == len(EVAL_PROMPTS) for v in u.values())
+    assert u["score"] == [_length_score(p, y) for p, y in zip(EVAL_PROMPTS, out["samples"])]
+    assert np.mean(u["score"]) == pytest.approx(out["score"]) and np.mean(u["length"]) == pytest.approx(out["length"])
+    assert np.mean(u["win"]) == pytest.approx(out["win_rate"]) and set(u["win"]) <= {0.0, 0.5, 1.0}
+    assert np.mean(u["log_ratio"]) == pytest.approx(out["kl"]) and np.mean(u["ref_score"]) == pytest.approx(
+        out["ref_score"]
+    )
+    wins = [1.0 if s > r else 0.5 if s == r else 0.0 for s, r in zip(u["score"], u["ref_score"])]
+    assert u["win"] == wins  # policy against reference, per prompt
+    lp = response_logps(policy, tok, EVAL_PROMPTS[:1], out["samples"][:1])[0]
+    lr = response_logps(ref.model, tok, EVAL_PROMPTS[:1], out["samples"][:1])[0]
+    assert u["log_ratio"][0] == pytest.approx(float(lp[0] - lr[0]), rel=1e-6)
+    alone = oracle_eval(_length_score, policy, tok, EVAL_PROMPTS, seed=3, max_new_tokens=6)["per_prompt"]
+    assert set(alone) == {"score", "length"}  # without a reference there is nothing to pair with
+
+
+def test_toy_evaluator_logs_means_and_keeps_the_last_per_prompt_units(tok, model):
+    from types import SimpleNamespace
+
+    from prefkit.evaluate import oracle_eval
+    from prefkit.toy import OracleEval
+
+    world = SimpleNamespace(tokenizer=tok, score=_length_score)
+    ref = Reference(model)
+    ref_ys = ["a b"] * len(EVAL_PROMPTS)
+    ev = OracleEval(world, EVAL_PROMPTS, ref_ys, seed=1)
+    assert ev.last_per_prompt is None
+    policy = _perturbed(model)
+    row = ev(ref)(policy, 2)  # evaluated with seed 1 + step
+    assert "per_prompt" not in row and "samples" not in row  # the history gets numbers only
+    direct = oracle_eval(_length_score, policy, tok, EVAL_PROMPTS, ref, ref_ys, seed=3)
+    assert ev.last_per_prompt == direct["per_prompt"]
+    assert row["score"] == pytest.approx(direct["score"]) and row["win_rate"] == pytest.approx(direct["win_rate"])

@@ -28,8 +28,9 @@ def test_claims_table_has_one_row_per_claim():
     ]
     t = claims_table(claims)
     assert list(t["id"]) == ["C1", "C2"]
-    assert list(t["status"]) == ["partial", "reproduced"]
-    assert list(t.columns) == ["id", "statement", "paper", "metric", "values", "test", "status"]
+    assert list(t["status"]) == ["old rule: 1/2 seeds", "old rule: 1/1 seeds"]
+    assert list(t.columns) == ["id", "kind", "statement", "paper", "metric", "ours", "test", "status"]
+    assert list(t["ours"]) == ["0 ± 0.14 (n=2)", "0.9 ± 0 (n=1)"]
 
 
 def test_training_curves_plots_each_column():

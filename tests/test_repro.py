@@ -60,6 +60,15 @@ def _write(out_dir, claims=None, **kw):
     )
 
 
+@pytest.fixture(autouse=True)
+def clean_tree(monkeypatch, request):
+    """Full-profile results written here come from a clean tree (this checkout may have uncommitted changes, and a
+    dirty one is refused); tests of the git state itself see the real one."""
+    if "git" not in request.node.name and "environment" not in request.node.name:
+        monkeypatch.setattr(repro, "git_state", lambda: {"commit": "c" * 40, "dirty": False})
+    monkeypatch.delenv("PREFKIT_ALLOW_DIRTY", raising=False)
+
+
 def _leftovers(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != "result.json")
 
@@ -67,9 +76,9 @@ def _leftovers(folder) -> list[str]:
 @pytest.mark.parametrize(
     "values, asserted, status",
     [
-        ([0.6, 0.7, 0.8], True, "reproduced"),
-        ([0.6, 0.4, 0.8], True, "partial"),
-        ([0.1, 0.4, 0.2], True, "not reproduced"),
+        ([0.6, 0.7, 0.8], True, "old rule: 3/3 seeds"),
+        ([0.6, 0.4, 0.8], True, "old rule: 2/3 seeds"),
+        ([0.1, 0.4, 0.2], True, "old rule: 0/3 seeds"),
         ([0.6, 0.7, 0.8], False, "not asserted"),
         ([0.1, 0.2], False, "not asserted"),
     ],
@@ -84,7 +93,8 @@ def test_claim_status(values, asserted, status):
 def test_claim_without_values_is_not_reproduced():
     """No seeds, no evidence: an empty claim must not count as reproduced."""
     c = _claim(values=[])
-    assert c.status == "not reproduced"
+    assert c.status == "old rule: 0/0 seeds"
+    assert method_status({"claims": [c.to_dict()]}) == "old rule (not yet restated)"
 
 
 def test_claim_to_dict_has_spread_and_fields():
@@ -92,7 +102,7 @@ def test_claim_to_dict_has_spread_and_fields():
     assert d["values"] == [1.0, 2.0, 3.0] and all(type(v) is float for v in d["values"])
     assert d["per_seed_pass"] == [False, True, True]
     assert d["spread"] == mean_spread([1, 2, 3])
-    assert d["status"] == "partial"
+    assert d["status"] == "old rule: 2/3 seeds" and d["kind"] == "old rule"
     assert d["paper"] == "61%" and d["test"] == "win rate > 1.5 per seed"
 
 
@@ -106,14 +116,21 @@ def test_mean_spread():
 
 
 def test_method_status():
-    def result(*statuses):
-        return {"claims": [{"status": s} for s in statuses]}
+    def result(*claims):
+        return {"claims": [{"kind": k, "status": s} for k, s in claims]}
 
-    assert method_status(result("reproduced", "reproduced", "not asserted")) == "reproduced"
-    assert method_status(result("reproduced", "not reproduced")) == "partial"
-    assert method_status(result("partial")) == "partial"
-    assert method_status(result("not reproduced", "not reproduced")) == "not reproduced"
-    assert method_status(result("not asserted")) == "not asserted"
+    h, s, g = "headline", "secondary", "gate"
+    assert method_status(result((h, "reproduced"), (h, "reproduced"), (h, "not asserted"))) == (
+        "2 of 2 headline reproduced"
+    )
+    assert method_status(result((h, "reproduced"), (h, "inconclusive"), (s, "reproduced"), (g, "passed"))) == (
+        "1 of 2 headline reproduced"
+    )
+    assert method_status(result((h, "not testable"), (g, "failed"))) == "0 of 1 headline reproduced"
+    assert method_status(result((s, "reproduced"))) == "no headline claim"
+    assert method_status(result((h, "not asserted"))) == "not asserted"
+    old = {"status": "partial", "per_seed_pass": [True, False]}  # a record from before claims had kinds
+    assert method_status({"claims": [old, {"kind": h, "status": "reproduced"}]}) == "old rule (not yet restated)"
 
 
 def test_write_result_record(tmp_path):
@@ -208,10 +225,10 @@ def test_write_ledger_one_row_per_claim(tmp_path):
     for row in rows:
         assert row.replace("\\|", "").count(" | ") + 1 == n_cols, row
     c1, c2, i1 = rows
-    assert c1.startswith("| [dpo](dpo/) | c1 |") and "**partial**" in c1 and "61% win rate" in c1
+    assert c1.startswith("| [dpo](dpo/) | c1 |") and "**old rule: 2/3 seeds**" in c1 and "61% win rate" in c1
     assert "toy (full)" in c1
     assert "0.567 ± 0.15 (n=3)" in c1
-    assert "**not reproduced**" in c2 and "paper \\| number" in c2
+    assert "**old rule: 0/2 seeds**" in c2 and "paper \\| number" in c2
     assert i1.startswith("| [ipo](ipo/) | i1 |") and "**not asserted**" in i1 and "smoke" in i1
     assert _leftovers(tmp_path) == ["README.md", "dpo", "ipo", "notes"]
 
@@ -265,16 +282,18 @@ def test_readme_table_and_ledger_count_statuses_per_method(tmp_path):
     rows = [ln for ln in table.splitlines() if ln.startswith("| [")]
     assert len(rows) == 3 and "old table" not in table
     assert rows[0].startswith("| [01_mixed](notebooks/01_mixed.ipynb) | MIXED (arXiv:0000.00000) |")
-    assert rows[0].endswith("| 1 not reproduced, 2 reproduced | **partial** |")
-    assert rows[1].endswith("| 2 reproduced | **reproduced** |")
-    assert rows[2].endswith("| 1 not reproduced | **not reproduced** |")
+    old = "**old rule (not yet restated)**"
+    assert rows[0].endswith(f"| - | - | - | 2 all seeds, 1 no seed | {old} |")
+    assert rows[1].endswith(f"| - | - | - | 2 all seeds | {old} |")
+    assert rows[2].endswith(f"| - | - | - | 1 no seed | {old} |")
     summary = _summary_rows(write_ledger(tmp_path))
-    assert summary["mixed"][:2] == ["[01_mixed](mixed/)", "1 not reproduced, 2 reproduced"]
-    assert summary["good"][1] == "2 reproduced" and summary["bad"][1] == "1 not reproduced"
+    assert summary["mixed"][:5] == ["[01_mixed](mixed/)", "-", "-", "-", "2 all seeds, 1 no seed"]
+    assert summary["good"][4] == "2 all seeds" and summary["bad"][4] == "1 no seed"
 
 
 def test_ledger_summary_shows_wall_time_threads_commit_and_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(repro, "git_state", lambda: {"commit": "abcdef0123456789" * 2 + "abcdef01", "dirty": True})
+    monkeypatch.setenv("PREFKIT_ALLOW_DIRTY", "1")
     run = {"wall_s": 754.0, "threads": 1, "jobs": 2}
     _result(tmp_path, "timed", "01_timed", {"a": True}, run=run)
     monkeypatch.setattr(repro, "git_state", lambda: {"commit": "unknown", "dirty": None})
@@ -284,11 +303,11 @@ def test_ledger_summary_shows_wall_time_threads_commit_and_tree(tmp_path, monkey
     cpu = f"cpu ({os.cpu_count()} cores)"
     if torch.cuda.is_available():
         cpu = torch.cuda.get_device_name(0)
-    assert summary["timed"][2:] == ["12.6", "1", "2", cpu, "abcdef0", "dirty"]
-    assert summary["old"][2:] == ["not recorded", "not recorded", "not recorded", cpu, "unknown", "not recorded"]
+    assert summary["timed"][5:] == ["12.6", "1", "2", cpu, "abcdef0", "dirty (override)"]
+    assert summary["old"][5:] == ["not recorded", "not recorded", "not recorded", cpu, "unknown", "not recorded"]
     rows = [ln for ln in _claim_lines(ledger) if ln.startswith("| [")]
     assert rows[0].startswith("| [old](old/)") and rows[0].endswith("| toy (full) |")
-    assert rows[1].startswith("| [timed](timed/)") and rows[1].endswith("| toy (full), dirty tree |")
+    assert rows[1].startswith("| [timed](timed/)") and rows[1].endswith("| toy (full), dirty (override) tree |")
 
 
 @pytest.mark.parametrize(
@@ -379,7 +398,8 @@ out.mkdir(parents=True, exist_ok=True)
 claim = make_claim("c1", "fake", "m", [0.6, 0.7], lambda v: v > 0.5, "> 0.5 per seed")
 env = {k: os.environ[k] for k in ("PREFKIT_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
 write_result(out, METHOD, {"title": "fake", "arxiv": "0"}, [claim], {"smoke": smoke}, ["fig.png"], smoke=smoke,
-             extra={"notebook": NAME, "env": env, "interval": [started, time.time()]})
+             extra={"notebook": NAME, "env": env, "interval": [started, time.time()]},
+             allow_dirty=True)  # these test the scheduler, which runs from whatever tree the tests run in
 """
 
 # Each notebook says it started, then waits for the other: they can only both finish if they run side by side.
@@ -476,6 +496,12 @@ def test_reproduce_runs_then_skips_what_is_up_to_date(tmp_path, capsys):
     (repro_dir / "beta" / "fig.png").unlink()
     _, out = _run(layout, capsys, dry_run=True)
     assert "skip  01_alpha: up to date" in out and "would run 02_beta: figures missing from" in out
+    # The executed notebook is saved next to its result (what a reader opens); without it the notebook runs again.
+    executed = repro_dir / "alpha" / "01_alpha.ipynb"
+    assert "papermill" in nbformat.read(executed, as_version=4).metadata
+    executed.unlink()
+    _, out = _run(layout, capsys, dry_run=True, names=["01_alpha"])
+    assert re.search(r"would run 01_alpha: the executed notebook \S+01_alpha.ipynb is missing", out)
     _, out = _run({**layout, "reproductions_dir": tmp_path / "elsewhere"}, capsys, dry_run=True, names=["01_alpha"])
     assert out.startswith("would run 01_alpha: no ") and "02_beta" not in out
     _, out = _run(layout, capsys, dry_run=True, force=True)
@@ -539,3 +565,24 @@ def test_seed_everything_reproduces_draws():
     assert a == b
     assert all(x != y for x, y in zip(a, c))
     assert isinstance(seed_everything(2**40), torch.Generator)  # seeds beyond NumPy's 32-bit range are accepted
+
+
+def test_reader_copy_drops_progress_bars_and_keeps_everything_else():
+    from prefkit.reproduce import reader_copy
+
+    def stream(name, text):
+        return {"output_type": "stream", "name": name, "text": text}
+
+    warn = stream("stderr", "UserWarning: something a reader should see\n")
+    png = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": ["<Figure>"]}, "metadata": {}}
+    outputs = [
+        stream("stderr", "DPO s0:  42%|████▏     | 63/150 [00:10<00:14,  6.1it/s]"),
+        stream("stderr", ["\r", "SFT:   3/10 [00:01<00:02, 3.2it/s]"]),
+        warn,
+        stream("stdout", "loss 0.69\n"),
+        png,
+    ]
+    nb = {"cells": [{"cell_type": "code", "source": "x", "outputs": outputs}, {"cell_type": "markdown", "source": "m"}]}
+    out = json.loads(reader_copy(json.dumps(nb)))
+    assert out["cells"][0]["outputs"] == [warn, stream("stdout", "loss 0.69\n"), png]
+    assert out["cells"][1] == nb["cells"][1]
