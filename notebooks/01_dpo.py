@@ -342,7 +342,7 @@ if profile == "hf":
 # asserted*.
 
 # %%
-from prefkit.repro import Claim
+from prefkit.claims import OLD_RULE, Claim, old_rule_status
 
 claims = []
 if profile == "toy":
@@ -418,14 +418,17 @@ if profile == "toy":
     over = [curves[("over", s)] for s in seeds]
     drop = [e["win_rate"].max() - e["win_rate"].iloc[-1] for e in over]
     acc_kept = [e["ranking_acc"].iloc[-1] >= e["ranking_acc"].iloc[int(e["win_rate"].idxmax())] for e in over]
+    c3_pass = [bool(d >= 0.05 and k) for d, k in zip(drop, acc_kept)]
     claims.append(
         Claim(
             "C3",
             f"with β={over_beta} and {over_steps} steps, win rate falls from its peak while ranking accuracy does not",
             "win-rate drop from peak",
-            drop,
-            "drop >= 0.05 and final ranking accuracy >= its value at the win-rate peak",
-            [d >= 0.05 and k for d, k in zip(drop, acc_kept)],
+            OLD_RULE,
+            [float(d) for d in drop],
+            test="drop >= 0.05 and final ranking accuracy >= its value at the win-rate peak",
+            per_seed_pass=c3_pass,
+            own_status=old_rule_status(c3_pass),
             asserted=not smoke,
             paper="ranking accuracy and win rate are only weakly correlated once the policy moves far from π_ref",
             extra={"ranking_acc_kept": acc_kept, "final_kl": [float(e["kl"].iloc[-1]) for e in over]},

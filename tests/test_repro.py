@@ -333,9 +333,10 @@ def test_committed_ledger_and_readme_table_are_regenerated_byte_for_byte(tmp_pat
     committed results: regenerate them (`python -m prefkit.repro ledger reproductions README.md`) after a change."""
     results = sorted((ROOT / "reproductions").glob("*/result.json"))
     assert len(results) >= 10
-    for rj in results:
+    for rj in results:  # the results and the executed notebooks saved beside them (the ledger links those)
         (tmp_path / "reproductions" / rj.parent.name).mkdir(parents=True)
-        shutil.copy(rj, tmp_path / "reproductions" / rj.parent.name / "result.json")
+        for f in [rj, *rj.parent.glob("*.ipynb")]:
+            shutil.copy(f, tmp_path / "reproductions" / rj.parent.name / f.name)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     assert write_ledger(tmp_path / "reproductions").read_bytes() == (ROOT / "reproductions" / "README.md").read_bytes()
     assert (
