@@ -81,13 +81,21 @@ class Claim:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         finite = [v for v in self.values if v is not None and math.isfinite(v)]
-        spread = {}
-        if finite and len(finite) == len(self.values):
-            v = np.asarray(finite, dtype=float)
-            spread = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                      "min": float(v.min()), "max": float(v.max()), "n": len(v)}  # fmt: skip
+        spread = mean_spread(finite) if finite and len(finite) == len(self.values) else {}
         d.update(spread=spread, status=self.status)
         return d
+
+
+def mean_spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation, min and max of per-seed values."""
+    v = np.asarray(values, dtype=float)
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": len(v),
+    }
 
 
 def _sign(direction: str) -> int:

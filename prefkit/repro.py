@@ -33,12 +33,23 @@ from prefkit.claims import (
     compare,
     fmt_interval,
     gate,
+    mean_spread,
     old_rule_status,
     per_seed,
     resolve,
 )
 
-__all__ = ["Claim", "compare", "gate", "per_seed", "make_claim", "claims_table", "write_result", "write_ledger"]
+__all__ = [
+    "Claim",
+    "compare",
+    "gate",
+    "per_seed",
+    "make_claim",
+    "mean_spread",
+    "claims_table",
+    "write_result",
+    "write_ledger",
+]
 
 STATUSES = (*CLAIM_STATUSES, *GATE_STATUSES, NOT_ASSERTED)
 _T0 = time.time()  # when prefkit.repro was first imported: a notebook imports it in its first cells
@@ -62,18 +73,6 @@ def torch_threads(default: int = 4) -> int:
             raise ValueError(f"PREFKIT_THREADS must be a positive integer, got {env!r}")
         return n
     return min(default, os.cpu_count() or 1)
-
-
-def mean_spread(values: Sequence[float]) -> dict[str, float]:
-    """Mean, sample standard deviation, min and max of per-seed values."""
-    v = np.asarray(values, dtype=float)
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "n": len(v),
-    }
 
 
 def claims_table(claims: Sequence[Claim]):
@@ -296,10 +295,6 @@ def _ours(claim: dict[str, Any]) -> str:
     if _is_old(claim):
         return _spread(claim)
     return fmt_interval(claim.get("estimate"), claim.get("interval"))
-
-
-def _fmt(claim: dict[str, Any]) -> str:
-    return _ours(claim)
 
 
 def _row(cells: Sequence[Any]) -> str:
