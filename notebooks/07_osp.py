@@ -356,14 +356,14 @@ path = write_result(
 )
 print(f"wrote {path}")
 
-# %% [markdown]
+# %% [markdown] tags=["findings"]
 # ## What we found
 #
 # The claims as this run judged them, read back from `result.json` (no number here is typed by hand), with our note on
 # each claim that did not reproduce. A note names the status it was written for and is withdrawn if a re-run changes
 # that status.
 
-# %%
+# %% tags=["findings"]
 from IPython.display import Markdown
 
 from prefkit.repro import what_we_found

@@ -16,12 +16,19 @@ the notebook's cells, of the prefkit package and of the parameters passed) with 
 when it ran. A notebook whose result carries the same key, and whose figures exist, is up to date and skipped. At the
 end, after every job finished (also when some failed), the claims ledger and the README's notebook table are
 regenerated from the results on disk.
+
+Cells tagged ``findings`` (the closing "What we found": our reading of a finished result, after ``write_result``)
+are not part of the run key: editing that reading does not make a result stale. Instead, for every notebook that is
+up to date, ``make reproduce`` re-renders those cells of the executed copy from the notebook's current ones, against
+the result on disk (``--findings-only`` does just that and runs nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -46,24 +53,35 @@ JOBS = 2
 THREADS = 1
 PACKAGE_DIR = Path(__file__).resolve().parent
 KEY_PARTS = ("notebook", "prefkit", "parameters")
+FINDINGS = "findings"  # the tag of the cells that read a finished result (left out of the run key)
+INJECTED = "injected-parameters"  # the cell papermill adds to an executed copy
 
 
 def _sha256(data: str | bytes) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-def notebook_sha256(path: str | os.PathLike) -> str:
-    """sha256 of what papermill executes: each cell's type, tags and source (not outputs or other metadata)."""
-    cells = json.loads(Path(path).read_text())["cells"]
-    parts = [
-        {
-            "cell_type": c["cell_type"],
-            "tags": c.get("metadata", {}).get("tags", []),
-            "source": "".join(c["source"]) if isinstance(c["source"], list) else c["source"],
-        }
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _source(cell: dict[str, Any]) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _executed_parts(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cells that produce a result: type, tags and source, without ``findings`` cells or papermill's own."""
+    return [
+        {"cell_type": c["cell_type"], "tags": _tags(c), "source": _source(c)}
         for c in cells
+        if FINDINGS not in _tags(c) and INJECTED not in _tags(c)
     ]
-    return _sha256(json.dumps(parts, sort_keys=True))
+
+
+def notebook_sha256(path: str | os.PathLike) -> str:
+    """sha256 of what papermill executes to produce the result: each cell's type, tags and source (not outputs or
+    other metadata), leaving out the cells tagged ``findings``, which only read the finished result."""
+    return _sha256(json.dumps(_executed_parts(json.loads(Path(path).read_text())["cells"]), sort_keys=True))
 
 
 def prefkit_sha256(package: str | os.PathLike = PACKAGE_DIR) -> str:
@@ -240,6 +258,57 @@ def _text(output: dict[str, Any]) -> str:
     return "".join(t) if isinstance(t, list) else t
 
 
+class _Display:
+    """``display`` for a findings cell run outside a kernel: collects each object as a notebook output."""
+
+    def __init__(self) -> None:
+        self.outputs: list[dict[str, Any]] = []
+
+    def __call__(self, *objs: Any) -> None:
+        for obj in objs:
+            data = {"text/plain": repr(obj)}
+            for mime, method in (("text/markdown", "_repr_markdown_"), ("text/html", "_repr_html_")):
+                rendered = getattr(obj, method, None)
+                if callable(rendered) and (text := rendered()) is not None:
+                    data[mime] = text
+            self.outputs.append({"output_type": "display_data", "data": data, "metadata": {}})
+
+
+def refresh_findings(nb: Notebook) -> bool:
+    """Re-render the ``findings`` cells of ``nb``'s executed copy from the notebook's current ones, run against the
+    result on disk (with ``path``, ``profile``, ``smoke`` and ``display`` as the run had them). Returns True when the
+    copy changed. Refuses when the rest of the copy is not what the notebook executes now: that needs a re-run."""
+    if not nb.executed.exists() or not nb.result.exists():
+        return False
+    source, executed = json.loads(nb.path.read_text()), json.loads(nb.executed.read_text())
+    new = [c for c in source["cells"] if FINDINGS in _tags(c)]
+    at = [i for i, c in enumerate(executed["cells"]) if FINDINGS in _tags(c)]
+    if [_source(c) for c in new] == [_source(executed["cells"][i]) for i in at]:
+        return False
+    if _executed_parts(source["cells"]) != _executed_parts(executed["cells"]):
+        raise ValueError(f"{nb.executed} was not executed from the current {nb.path}: re-run it instead")
+    result = load_result(nb.result)
+    show = _Display()
+    scope = {"path": nb.result, "profile": result["parameters"].get("profile", "toy"), "smoke": result["smoke"],
+             "display": show}  # fmt: skip
+    cells = []
+    for c in new:
+        cell = {**c, "metadata": {**c.get("metadata", {})}}
+        if c["cell_type"] == "code":
+            show.outputs = []
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(compile(_source(c), f"{nb.name}:findings", "exec"), scope)
+            printed = [{"output_type": "stream", "name": "stdout", "text": out.getvalue()}] if out.getvalue() else []
+            cell.update(outputs=printed + show.outputs, execution_count=None)
+        cells.append(cell)
+    first = at[0] if at else len(executed["cells"])
+    kept = [c for c in executed["cells"] if FINDINGS not in _tags(c)]
+    executed["cells"] = kept[:first] + cells + kept[first:]
+    atomic_write_text(nb.executed, json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+    return True
+
+
 def run_notebook(
     nb: Notebook, reason: str, runs_dir: Path, package: Path, threads: int, jobs: int, say: Callable[[str], None]
 ) -> str | None:
@@ -269,10 +338,12 @@ def reproduce(
     threads: int = THREADS,
     force: bool = False,
     dry_run: bool = False,
+    findings_only: bool = False,
     say: Callable[[str], None] = print,
 ) -> int:
     """Run the notebooks that are not up to date (all with ``force``), ``jobs`` at a time, then regenerate the ledger
-    (and the notebook table of ``readme``). Returns the exit status: 0, or 1 when a notebook failed."""
+    (and the notebook table of ``readme``). Returns the exit status: 0, or 1 when a notebook failed.
+    ``findings_only``: run nothing, only re-render the findings cells of the up-to-date notebooks."""
     if jobs < 1 or threads < 1:
         raise ValueError(f"jobs and threads must be positive, got jobs={jobs}, threads={threads}")
     package, runs_dir = Path(package), Path(runs_dir)
@@ -284,12 +355,24 @@ def reproduce(
 
     todo: list[tuple[Notebook, str]] = []
     for nb in find_notebooks(Path(notebooks_dir), Path(reproductions_dir), names):
-        reason = "--force" if force else why_run(nb, nb.run_key(package))
+        reason = "--force" if force and not findings_only else why_run(nb, nb.run_key(package))
+        if findings_only:
+            if reason is not None:
+                say(f"skip  {nb.name}: its result is not up to date ({reason}); run it to render its findings")
+            elif refresh_findings(nb):
+                say(f"re-rendered the findings cells of {nb.executed}")
+            else:
+                say(f"skip  {nb.name}: its findings cells are current")
+            continue
         if reason is None:
             finished = nb.previous_run().get("finished", "?")
             say(f"skip  {nb.name}: up to date: notebook, prefkit and parameters unchanged since {finished}")
+            if not dry_run and refresh_findings(nb):
+                say(f"      {nb.name}: re-rendered its findings cells in {nb.executed}")
         else:
             todo.append((nb, reason))
+    if findings_only:
+        return 0
     # Longest first, so the last job to finish is a short one; a notebook without a recorded time may be the longest.
     todo.sort(key=lambda t: -_or_inf(t[0].previous_run().get("wall_s")))
     if dry_run:
@@ -328,9 +411,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=THREADS, help=f"threads per notebook (default {THREADS})")
     parser.add_argument("--force", action="store_true", help="run even the notebooks that are up to date")
     parser.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
+    parser.add_argument(
+        "--findings-only", action="store_true", help="run nothing; re-render the findings cells of up-to-date notebooks"
+    )
     args = parser.parse_args(argv)
     try:
-        return reproduce(args.notebooks, jobs=args.jobs, threads=args.threads, force=args.force, dry_run=args.dry_run)
+        return reproduce(
+            args.notebooks,
+            jobs=args.jobs,
+            threads=args.threads,
+            force=args.force,
+            dry_run=args.dry_run,
+            findings_only=args.findings_only,
+        )
     except ValueError as e:
         parser.error(str(e))
 

@@ -30,10 +30,12 @@ from prefkit.repro import (
     write_result,
 )
 from prefkit.reproduce import (
+    Notebook,
     find_notebooks,
     notebook_sha256,
     parameters_sha256,
     prefkit_sha256,
+    refresh_findings,
     reproduce,
 )
 
@@ -363,7 +365,67 @@ def test_notebook_sha256_covers_what_papermill_executes(tmp_path):
     assert sha() != first  # without the tag papermill injects its parameters elsewhere
     nb.cells[0].metadata["tags"] = ["parameters"]
     nb.cells[1].source = "x + 1"
-    assert sha() != first
+    second = sha()
+    assert second != first
+    # The closing reading of the result is not part of what produces it: editing it does not make the result stale.
+    nb.cells.append(nbformat.v4.new_code_cell("why = {}", metadata={"tags": ["findings"]}))
+    assert sha() == second
+    nb.cells[-1].source = "why = {'C1': ('reversed', 'because')}"
+    assert sha() == second
+    nb.cells[-1].metadata["tags"] = []
+    assert sha() != second
+
+
+def test_refresh_findings_rerenders_the_reading_against_the_result_on_disk(tmp_path):
+    cells = [
+        nbformat.v4.new_code_cell("smoke = True", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("## What we found", metadata={"tags": ["findings"]}),
+        nbformat.v4.new_code_cell(
+            "from IPython.display import Markdown\nimport json\nr = json.load(open(path))\nprint('read', r['method'])"
+            "\ndisplay(Markdown(f'v1 {profile} smoke={smoke} claims={len(r[\"claims\"])}'))",
+            metadata={"tags": ["findings"]},
+        ),
+    ]
+    source = nbformat.v4.new_notebook(cells=cells)
+    (tmp_path / "notebooks").mkdir()
+    nb = Notebook(tmp_path / "notebooks" / "01_alpha.ipynb", tmp_path / "reproductions" / "alpha")
+    nbformat.write(source, nb.path)
+    nb.out_dir.mkdir(parents=True)
+    record = {"method": "alpha", "parameters": {"profile": "toy"}, "smoke": False, "claims": [{"id": "C1"}] * 2}
+    nb.result.write_text(json.dumps(record))
+    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("smoke = False", metadata={"tags": [
+        "injected-parameters"]}), *[nbformat.from_dict(json.loads(json.dumps(c))) for c in cells]])  # fmt: skip
+    executed.cells[2].outputs = [nbformat.v4.new_output("stream", text="ran\n")]
+    nbformat.write(executed, nb.executed)
+    assert refresh_findings(nb) is False  # the copy already shows the notebook's reading
+
+    source.cells[3].source = source.cells[3].source.replace("v1", "v2")
+    nbformat.write(source, nb.path)
+    assert refresh_findings(nb) is True
+    out = nbformat.read(nb.executed, as_version=4)
+    assert [c.source for c in out.cells] == ["smoke = False"] + [c.source for c in source.cells]
+    assert out.cells[2].outputs[0].text == "ran\n"  # the cells that produced the result keep their outputs
+    stdout, shown = out.cells[4].outputs
+    assert stdout.text == "read alpha\n"
+    assert shown.data["text/markdown"] == "v2 toy smoke=False claims=2"  # the run's profile and smoke, not defaults
+    assert refresh_findings(nb) is False
+
+    source.cells[1].source = "x = 2"  # the result came from other code: only a re-run can say what it shows now
+    source.cells[3].source = source.cells[3].source.replace("v2", "v3")
+    nbformat.write(source, nb.path)
+    with pytest.raises(ValueError, match="was not executed from the current .*01_alpha.ipynb: re-run it"):
+        refresh_findings(nb)
+
+
+def test_every_notebook_ends_with_its_findings_after_writing_the_result():
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        tagged = [i for i, c in enumerate(cells) if "findings" in c.metadata.get("tags", [])]
+        writes = [i for i, c in enumerate(cells) if "write_result(" in c.source]
+        assert tagged and tagged == list(range(len(cells) - len(tagged), len(cells))), f"{path.name}: findings last"
+        assert writes and max(writes) < min(tagged), f"{path.name}: findings cells must only read the written result"
+        assert any("what_we_found(path" in cells[i].source for i in tagged), path.name
 
 
 def test_prefkit_sha256_covers_paths_and_contents(tmp_path):
