@@ -91,6 +91,10 @@ def test_lambda_weights_closed_form():
 def test_model_ranks_break_ties_by_score_then_share_the_mean_rank():
     s = torch.zeros(1, 4, dtype=torch.float64)  # step 0: policy = reference
     assert model_ranks(s, torch.tensor([[0.1, 0.9, 0.5, 0.5]])).tolist() == [[4.0, 1.0, 2.5, 2.5]]
+    noise = torch.tensor([[3e-7, -2e-7, 1e-7, -4e-7]], dtype=torch.float64)  # float rounding at step 0
+    assert model_ranks(s + noise, torch.tensor([[0.1, 0.9, 0.5, 0.5]])).tolist() == [[4.0, 1.0, 2.5, 2.5]]
+    assert model_ranks(s + 10 * noise, torch.tensor([[0.1, 0.9, 0.5, 0.5]])).tolist() == [[4.0, 1.0, 2.5, 2.5]]
+    assert model_ranks(s + 100 * noise, torch.tensor([[0.1, 0.9, 0.5, 0.5]])).tolist() == [[1.0, 3.0, 2.0, 4.0]]
 
 
 def test_plackett_luce_is_the_likelihood_of_the_order():

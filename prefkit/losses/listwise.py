@@ -58,15 +58,18 @@ def preferred_pairs(scores: Tensor) -> Tensor:
     return (scores[:, :, None] > scores[:, None, :]).to(scores.dtype)
 
 
-def model_ranks(rewards: Tensor, scores: Tensor) -> Tensor:
+def model_ranks(rewards: Tensor, scores: Tensor, tie_tol: float = 1e-5) -> Tensor:
     """τ_i, the 1-based rank of response i when the list is sorted by the model's rewards s (descending).
 
-    Ties in s are broken by ψ (the better response first) and remaining ties share their mean rank, so τ does not
-    depend on the order the list was written in. At step 0 (policy = reference, all s equal) that is the ideal order.
+    Rewards within ``tie_tol`` of each other are tied (at step 0 the policy's log-probs match its reference's only up
+    to float rounding, and rounding must not decide the ranks). Ties in s are broken by ψ (the better response
+    first) and remaining ties share their mean rank, so τ does not depend on the order the list was written in. At
+    step 0 (policy = reference, all s equal) that is the ideal order.
     """
     s, psi = rewards.detach(), scores
-    s_above = s[:, None, :] > s[:, :, None]  # [b, i, j]: j is ranked above i
-    s_tied = s[:, None, :] == s[:, :, None]
+    gap = s[:, None, :] - s[:, :, None]  # [b, i, j] = s_j - s_i
+    s_above = gap > tie_tol  # j is ranked above i
+    s_tied = gap.abs() <= tie_tol
     above = s_above | (s_tied & (psi[:, None, :] > psi[:, :, None]))
     same = s_tied & (psi[:, None, :] == psi[:, :, None])  # includes j = i
     return (1.0 + above.sum(-1) + 0.5 * (same.sum(-1) - 1)).to(s.dtype)  # (B, K)
