@@ -286,8 +286,9 @@ if profile == "toy":
 #
 # Left: the final oracle score of each arm's samples, mean ± one standard deviation over seeds; the dashed line is
 # the SFT reference. Right: the paired difference to DPO on all pairs (DPO_BT; same seed, same lists, same evaluation
-# prompts), which is what H1-H3 test. At K = 2 a list has one pair: DPO_BT, DPO_PL and best-vs-worst are then the
-# same loss, and LiPO-λ differs from them only in weighing lists by their label gap.
+# prompts), which is what H1-H3 test. At K = 2 a list has at most one pair: DPO_BT and best-vs-worst are then the
+# same loss; DPO_PL is too on lists with a pair, but on a list whose two responses tie it still pulls their rewards
+# together (the tied responses share a risk set); LiPO-λ differs from DPO_BT only in weighing lists by their label gap.
 
 # %%
 figures = []
@@ -316,8 +317,8 @@ if profile == "toy":
 # %% [markdown]
 # ## Reward vs KL
 #
-# Each point is one (arm, K, seed) run: the oracle score of its samples against its KL(π || π_ref). At K = 2 the three
-# DPO arms are the same loss, so their points coincide. All arms share one β, learning rate and average step size,
+# Each point is one (arm, K, seed) run: the oracle score of its samples against its KL(π || π_ref). At K = 2 DPO on
+# all pairs and best-vs-worst are the same loss, so their points coincide. All arms share one β, learning rate and average step size,
 # but not necessarily one KL: weights that concentrate on a few pairs of each list (λ puts most of it near the top)
 # push those pairs' log-ratios harder. In this world, as in `01_dpo`, a policy that moves far from π_ref tends to lose oracle score, so
 # compare arms at similar KL as well as at equal hyper-parameters; a better use of the lists shows as a higher score
