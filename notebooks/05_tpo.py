@@ -686,7 +686,9 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
            "(four samples per unit) to clear delta."),
     "B3b": ("not testable", "gate S2 failed: at β = 0.1 the preference term widened the chosen-over-rejected margin by "
             "less than the 1 nat the gate asks, so this run cannot say that the label-noise comparison exercises "
-            "the preference term."),
+            "the preference term. It did change the outcome: at β = 0.1 Triple-PO scored below its β = 0.01 run even on "
+            "clean labels (the figure), so the gate's threshold on the margin may be the wrong measure of \"acts\"; "
+            "we leave it as fixed before the run."),
     "B4": ("inconclusive", "the DPO stage moved the SFT(150) model by less than the noise of three seeds."),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
