@@ -464,7 +464,7 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
            "the policy writes for them. A joint pair compares answers to two different prompts on one oracle scale, "
            "so its label partly says which prompt is easier; the arm whose joint pairs are matched on difficulty "
            "scored at DPO's level (D4). We have not checked how much the difficulty of the two prompts shapes the "
-           "paper's joint labels, which came from real instructions judged by people and a large model."),
+           "paper's joint labels, which came from judgements on real instructions."),
     "D1-steps": ("not reproduced", "as D1: at equal steps DOVE also ends below DPO on average, with the same reading."),
     "D4": ("inconclusive", "the difficulty-matched arm scored above the unmatched one on average, but the interval "
            "spans both 0 and delta: three seeds of one sample per prompt cannot separate a difference of this size."),
