@@ -53,7 +53,7 @@ class Bug:
 
 
 EV, TR, RE, MO = "prefkit/evaluate.py", "prefkit/train.py", "prefkit/repro.py", "prefkit/models.py"
-CL = "prefkit/claims.py"
+CL, RP = "prefkit/claims.py", "prefkit/reproduce.py"
 PW, LW, LP, DA = "prefkit/losses/pairwise.py", "prefkit/losses/listwise.py", "prefkit/logps.py", "prefkit/data.py"
 
 BUGS = [
@@ -172,6 +172,15 @@ BUGS = [
         "    passed = est > threshold if s > 0 else est < threshold", "a gate passes on its estimate alone"),
     Bug("C12", CL, "    rng = np.random.default_rng(seed)\n    slots", "    rng = np.random.default_rng()\n    slots",
         "the bootstrap is not seeded (the same data gives another interval)"),
+    # ---- make reproduce: run key and findings cells -------------------------------------------------------------------
+    Bug("F01", RP, "        if FINDINGS not in _tags(c) and INJECTED not in _tags(c)", "        if INJECTED not in _tags(c)",
+        "the run key covers the findings cells (editing a reading makes the result stale)"),
+    Bug("F02", RP, '"smoke": result["smoke"],', '"smoke": True,',
+        "re-rendered findings read every result as a smoke run"),
+    Bug("F03", RP, "    if _executed_parts(source[\"cells\"]) != _executed_parts(executed[\"cells\"]):\n        raise",
+        "    if False:\n        raise", "findings are re-rendered into a copy executed from other code"),
+    Bug("L09", LW, "tie_tol: float = 1e-5) -> Tensor:", "tie_tol: float = 0.0) -> Tensor:",
+        "LiPO-λ ranks: float rounding of the rewards decides ties"),
     # ---- reference model -------------------------------------------------------------------------------------------
     Bug("M01", MO, "                p.requires_grad_(False)", "                p.requires_grad_(True)",
         "the frozen reference copy is trainable"),
