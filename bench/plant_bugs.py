@@ -179,8 +179,6 @@ BUGS = [
         "re-rendered findings read every result as a smoke run"),
     Bug("F03", RP, "    if _executed_parts(source[\"cells\"]) != _executed_parts(executed[\"cells\"]):\n        raise",
         "    if False:\n        raise", "findings are re-rendered into a copy executed from other code"),
-    Bug("L09", LW, "tie_tol: float = 1e-5) -> Tensor:", "tie_tol: float = 0.0) -> Tensor:",
-        "LiPO-λ ranks: float rounding of the rewards decides ties"),
     # ---- reference model -------------------------------------------------------------------------------------------
     Bug("M01", MO, "                p.requires_grad_(False)", "                p.requires_grad_(True)",
         "the frozen reference copy is trainable"),
@@ -221,6 +219,8 @@ BUGS = [
     Bug("L06", LW, "above = s_above | (s_tied & (psi[:, None, :] > psi[:, :, None]))",
         "above = s_above | (s_tied & (psi[:, None, :] < psi[:, :, None]))",
         "model ranks break reward ties in favour of the worse response"),
+    Bug("L09", LW, "tie_tol: float = 1e-5) -> Tensor:", "tie_tol: float = 0.0) -> Tensor:",
+        "LiPO-λ ranks: float rounding of the rewards decides ties"),
     # ---- log-probs -------------------------------------------------------------------------------------------------
     Bug("G01", LP, "target_mask = response_mask[:, 1:].to(device).bool()",
         "target_mask = response_mask[:, :-1].to(device).bool()", "response log-probs shifted by one token"),
