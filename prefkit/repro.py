@@ -197,13 +197,15 @@ def _allow_dirty_env() -> bool:
 
 def provenance(notebook: str | None = None, seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """sha256 of the notebook's cells (``<notebook>.ipynb`` in the working folder, where papermill and Jupyter run
-    it) and of the prefkit package, the seeds, and the seconds since prefkit.repro was imported."""
-    from prefkit.reproduce import notebook_sha256, prefkit_sha256
+    it) and of the prefkit package, the prefkit modules imported so far (what the result can depend on: the run key
+    of ``make reproduce`` covers only these), the seeds, and the seconds since prefkit.repro was imported."""
+    from prefkit.reproduce import loaded_modules, notebook_sha256, prefkit_sha256
 
     nb = Path(f"{notebook}.ipynb") if notebook else None
     return {
         "notebook_sha256": notebook_sha256(nb) if nb is not None and nb.exists() else None,
         "prefkit_sha256": prefkit_sha256(),
+        "prefkit_modules": loaded_modules(),
         "seeds": None if seeds is None else [int(x) for x in seeds],
         "wall_s": round(time.time() - _T0, 1),
     }

@@ -12,8 +12,9 @@ executed copy, outputs and figures inline, is also saved next to its result as
 ``reproductions/<method>/<notebook>.ipynb`` for readers who do not run anything.
 
 When papermill succeeds, the scheduler adds a ``run`` record to the notebook's result.json: the *run key* (sha256 of
-the notebook's cells, of the prefkit package and of the parameters passed) with the wall time, threads, jobs and
-when it ran. A notebook whose result carries the same key, and whose figures exist, is up to date and skipped. At the
+the notebook's cells, of the prefkit modules the run imported, as ``write_result`` lists them, and of the parameters
+passed) with the wall time, threads, jobs and when it ran. Editing a module that a notebook never imported leaves its
+result up to date. A notebook whose result carries the same key, and whose figures exist, is up to date and skipped. At the
 end, after every job finished (also when some failed), the claims ledger and the README's notebook table are
 regenerated from the results on disk.
 
@@ -84,12 +85,34 @@ def notebook_sha256(path: str | os.PathLike) -> str:
     return _sha256(json.dumps(_executed_parts(json.loads(Path(path).read_text())["cells"]), sort_keys=True))
 
 
-def prefkit_sha256(package: str | os.PathLike = PACKAGE_DIR) -> str:
-    """sha256 of every ``*.py`` under ``package``, in the order of their relative paths (each path with its content's
-    sha256, so no two packages hash alike by moving bytes between files)."""
-    package = Path(package)
-    files = sorted((p.relative_to(package).as_posix(), p) for p in package.rglob("*.py"))
-    return _sha256("".join(f"{rel}\0{_sha256(p.read_bytes())}\n" for rel, p in files))
+def _file_hashes(package: Path) -> dict[str, str]:
+    """sha256 of each ``*.py`` under ``package``, by its path relative to ``package``."""
+    return {p.relative_to(package).as_posix(): _sha256(p.read_bytes()) for p in package.rglob("*.py")}
+
+
+def _combine(hashes: dict[str, str], modules: Sequence[str] | None) -> str:
+    """One sha256 over ``modules`` (all files when None), each path with its content's sha256 (so no two packages hash
+    alike by moving bytes between files); a listed module that no longer exists hashes as missing."""
+    names = sorted(hashes) if modules is None else sorted(set(modules))
+    return _sha256("".join(f"{rel}\0{hashes.get(rel, 'missing')}\n" for rel in names))
+
+
+def prefkit_sha256(package: str | os.PathLike = PACKAGE_DIR, modules: Sequence[str] | None = None) -> str:
+    """sha256 of the ``*.py`` files under ``package``: all of them, or only ``modules`` (paths relative to
+    ``package``, as ``loaded_modules`` lists them)."""
+    return _combine(_file_hashes(Path(package)), modules)
+
+
+def loaded_modules(package: str | os.PathLike = PACKAGE_DIR) -> list[str]:
+    """The files of the modules under ``package`` that this process has imported, relative to ``package``: all the
+    library code a notebook's result can depend on (a module imported only inside a function that ran is here too)."""
+    package = Path(package).resolve()
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().is_relative_to(package):
+            files.add(Path(path).resolve().relative_to(package).as_posix())
+    return sorted(files)
 
 
 def parameters_sha256(parameters: dict[str, Any]) -> str:
@@ -117,10 +140,12 @@ class Notebook:
         """The papermill ``-p`` overrides: full toy profile, output relative to the kernel's folder (the notebook's)."""
         return {"smoke": False, "out_dir": os.path.relpath(self.out_dir, self.path.parent)}
 
-    def run_key(self, package: Path) -> dict[str, str]:
+    def run_key(self, package: Path, modules: Sequence[str] | None = None) -> dict[str, str]:
+        """The notebook's cells, the prefkit ``modules`` its run imported (all of prefkit when unknown: a run
+        recorded before modules were listed) and the parameters."""
         return {
             "notebook_sha256": notebook_sha256(self.path),
-            "prefkit_sha256": prefkit_sha256(package),
+            "prefkit_sha256": prefkit_sha256(package, modules),
             "parameters_sha256": parameters_sha256(self.parameters),
         }
 
@@ -216,6 +241,7 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     """Run papermill on ``nb`` (output to ``runs_dir/<name>.log``) and add the ``run`` record to its result.json.
     Returns (None or what went wrong, wall time in seconds)."""
     key = nb.run_key(package)  # what is executed now, should a file change while other notebooks run
+    hashes = _file_hashes(package)  # ... of which the modules the run imports are keyed once it has listed them
     cmd = papermill_command(nb, runs_dir / f"{nb.name}.ipynb")
     before = _file_id(nb.result)
     started, t0 = _now(), time.perf_counter()
@@ -229,6 +255,9 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     if _file_id(nb.result) in (None, before):
         return f"the notebook ran but did not write {nb.result}", wall
     record = load_result(nb.result)
+    modules = record.get("environment", {}).get("prefkit_modules")
+    if modules is not None:
+        key.update(prefkit_sha256=_combine(hashes, modules), prefkit_modules=modules)
     record["run"] = {**key, "wall_s": round(wall, 1), "threads": threads, "jobs": jobs}
     record["run"].update(started=started, finished=_now())
     atomic_write_text(nb.result, json.dumps(record, indent=2) + "\n")
@@ -355,7 +384,8 @@ def reproduce(
 
     todo: list[tuple[Notebook, str]] = []
     for nb in find_notebooks(Path(notebooks_dir), Path(reproductions_dir), names):
-        reason = "--force" if force and not findings_only else why_run(nb, nb.run_key(package))
+        key = nb.run_key(package, nb.previous_run().get("prefkit_modules"))
+        reason = "--force" if force and not findings_only else why_run(nb, key)
         if findings_only:
             if reason is not None:
                 say(f"skip  {nb.name}: its result is not up to date ({reason}); run it to render its findings")

@@ -13,7 +13,7 @@ import random
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,7 +21,15 @@ from . import __version__
 from .generate import sample
 from .models import TinyLlamaConfig, cache_dir, fingerprint, tiny_llama
 from .train import StepBatches, TrainConfig, sft_objective, train
-from .vlm import TinyLlavaConfig
+
+if TYPE_CHECKING:
+    from .vlm import TinyLlavaConfig
+
+
+def _tiny_llava_config() -> TinyLlavaConfig:
+    from .vlm import TinyLlavaConfig  # imported on use: the language-model notebooks never load the VLM code
+
+    return TinyLlavaConfig()
 
 
 @dataclass
@@ -112,7 +120,7 @@ def _vlm_mix() -> dict[str, float]:
 
 @dataclass
 class ToyVLMConfig:
-    model: TinyLlavaConfig = field(default_factory=TinyLlavaConfig)
+    model: TinyLlavaConfig = field(default_factory=_tiny_llava_config)
     n_questions: int = 20_000  # demonstrated questions (each with fresh pictures)
     mix: dict[str, float] = field(default_factory=_vlm_mix)  # {"format:n_images": weight}
     steps: int = 1000

@@ -8,6 +8,8 @@ import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -443,6 +445,34 @@ def test_prefkit_sha256_covers_paths_and_contents(tmp_path):
     assert prefkit_sha256(tmp_path) not in (first, second)
 
 
+def test_prefkit_sha256_of_listed_modules_ignores_the_others(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("A = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("B = 2\n")
+    first = prefkit_sha256(tmp_path, ["a.py"])
+    assert first != prefkit_sha256(tmp_path)
+    (tmp_path / "sub" / "b.py").write_text("B = 3\n")
+    assert prefkit_sha256(tmp_path, ["a.py"]) == first
+    assert prefkit_sha256(tmp_path, ["a.py", "sub/b.py"]) != prefkit_sha256(tmp_path, ["a.py"])
+    (tmp_path / "a.py").write_text("A = 2\n")
+    second = prefkit_sha256(tmp_path, ["a.py"])
+    assert second != first
+    (tmp_path / "a.py").unlink()  # a module the run imported and that is gone
+    assert prefkit_sha256(tmp_path, ["a.py"]) not in (first, second)
+
+
+def test_loaded_modules_lists_what_the_process_imported():
+    code = (
+        "import prefkit.claims\n"
+        "from prefkit.reproduce import loaded_modules\n"
+        "import prefkit.worlds.logistic\n"
+        "print(' '.join(loaded_modules()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert {"__init__.py", "claims.py", "reproduce.py", "worlds/logistic.py"} <= set(out)
+    assert "genret.py" not in out and "mia_dpo.py" not in out
+
+
 def test_parameters_sha256_is_canonical():
     assert parameters_sha256({"smoke": False, "out_dir": "x"}) == parameters_sha256({"out_dir": "x", "smoke": False})
     assert parameters_sha256({"smoke": False}) != parameters_sha256({"smoke": True})
@@ -477,7 +507,9 @@ def _layout(tmp_path, body: str = "", names=("01_alpha", "02_beta")) -> dict:
     """A repository in miniature: notebooks/, reproductions/, runs/, README.md and a package to hash."""
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "mod.py").write_text("X = 1\n")
+    # a module each fake notebook imports (prefkit.repro) and one it does not
+    (tmp_path / "pkg" / "repro.py").write_text("X = 1\n")
+    (tmp_path / "pkg" / "unused.py").write_text("Y = 1\n")
     (tmp_path / "README.md").write_text(README)
     for name in names:
         _write_fake(tmp_path / "notebooks" / f"{name}.ipynb", body)
@@ -523,6 +555,7 @@ def test_reproduce_runs_then_skips_what_is_up_to_date(tmp_path, capsys):
             "notebook_sha256",
             "prefkit_sha256",
             "parameters_sha256",
+            "prefkit_modules",
             "wall_s",
             "threads",
             "jobs",
@@ -550,12 +583,17 @@ def test_reproduce_runs_then_skips_what_is_up_to_date(tmp_path, capsys):
     assert re.search(r"start 01_alpha: notebook changed since \S+;", out)
     assert "skip  02_beta: up to date" in out and "1 ran, 0 failed" in out
 
-    # The plan names what changed: the package, the parameters (another output folder), a missing figure, --force.
-    (tmp_path / "pkg" / "mod.py").write_text("X = 2\n")
+    # The plan names what changed: a prefkit module the runs imported (one they did not import changes nothing), the
+    # parameters (another output folder), a missing figure, --force.
+    assert "repro.py" in r["run"]["prefkit_modules"] and "unused.py" not in r["run"]["prefkit_modules"]
+    (tmp_path / "pkg" / "unused.py").write_text("Y = 2\n")
+    _, out = _run(layout, capsys, dry_run=True)
+    assert "skip  01_alpha: up to date" in out and "skip  02_beta: up to date" in out
+    (tmp_path / "pkg" / "repro.py").write_text("X = 2\n")
     _, out = _run(layout, capsys, dry_run=True)
     assert re.search(r"would run 01_alpha: prefkit changed since \S+\n", out) and "would run 02_beta: prefkit" in out
     assert "ledger not written" in out
-    (tmp_path / "pkg" / "mod.py").write_text("X = 1\n")
+    (tmp_path / "pkg" / "repro.py").write_text("X = 1\n")
     (repro_dir / "beta" / "fig.png").unlink()
     _, out = _run(layout, capsys, dry_run=True)
     assert "skip  01_alpha: up to date" in out and "would run 02_beta: figures missing from" in out
