@@ -199,7 +199,7 @@ def provenance(notebook: str | None = None, seeds: Sequence[int] | None = None) 
     """sha256 of the notebook's cells (``<notebook>.ipynb`` in the working folder, where papermill and Jupyter run
     it) and of the prefkit package, the prefkit modules imported so far (what the result can depend on: the run key
     of ``make reproduce`` covers only these), the seeds, and the seconds since prefkit.repro was imported."""
-    from prefkit.reproduce import loaded_modules, notebook_sha256, prefkit_sha256
+    from prefkit.runkey import loaded_modules, notebook_sha256, prefkit_sha256
 
     nb = Path(f"{notebook}.ipynb") if notebook else None
     return {

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -46,78 +45,25 @@ from pathlib import Path
 from typing import Any
 
 from .repro import atomic_write_text, load_result, update_readme_table, write_ledger
+from .runkey import (
+    FINDINGS,
+    PACKAGE_DIR,
+    combine_hashes,
+    executed_parts,
+    file_hashes,
+    joined,
+    notebook_sha256,
+    parameters_sha256,
+    prefkit_sha256,
+    tags,
+)
 
 # The defaults of `make reproduce`, in one place: notebooks run side by side, and torch / OpenMP threads per notebook.
 # Two CPU cores: one single-threaded notebook per core (small models gain little from a second thread, and threads
 # that compete for a core slow each other down).
 JOBS = 2
 THREADS = 1
-PACKAGE_DIR = Path(__file__).resolve().parent
 KEY_PARTS = ("notebook", "prefkit", "parameters")
-FINDINGS = "findings"  # the tag of the cells that read a finished result (left out of the run key)
-INJECTED = "injected-parameters"  # the cell papermill adds to an executed copy
-
-
-def _sha256(data: str | bytes) -> str:
-    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
-
-
-def _tags(cell: dict[str, Any]) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
-
-
-def _source(cell: dict[str, Any]) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
-def _executed_parts(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The cells that produce a result: type, tags and source, without ``findings`` cells or papermill's own."""
-    return [
-        {"cell_type": c["cell_type"], "tags": _tags(c), "source": _source(c)}
-        for c in cells
-        if FINDINGS not in _tags(c) and INJECTED not in _tags(c)
-    ]
-
-
-def notebook_sha256(path: str | os.PathLike) -> str:
-    """sha256 of what papermill executes to produce the result: each cell's type, tags and source (not outputs or
-    other metadata), leaving out the cells tagged ``findings``, which only read the finished result."""
-    return _sha256(json.dumps(_executed_parts(json.loads(Path(path).read_text())["cells"]), sort_keys=True))
-
-
-def _file_hashes(package: Path) -> dict[str, str]:
-    """sha256 of each ``*.py`` under ``package``, by its path relative to ``package``."""
-    return {p.relative_to(package).as_posix(): _sha256(p.read_bytes()) for p in package.rglob("*.py")}
-
-
-def _combine(hashes: dict[str, str], modules: Sequence[str] | None) -> str:
-    """One sha256 over ``modules`` (all files when None), each path with its content's sha256 (so no two packages hash
-    alike by moving bytes between files); a listed module that no longer exists hashes as missing."""
-    names = sorted(hashes) if modules is None else sorted(set(modules))
-    return _sha256("".join(f"{rel}\0{hashes.get(rel, 'missing')}\n" for rel in names))
-
-
-def prefkit_sha256(package: str | os.PathLike = PACKAGE_DIR, modules: Sequence[str] | None = None) -> str:
-    """sha256 of the ``*.py`` files under ``package``: all of them, or only ``modules`` (paths relative to
-    ``package``, as ``loaded_modules`` lists them)."""
-    return _combine(_file_hashes(Path(package)), modules)
-
-
-def loaded_modules(package: str | os.PathLike = PACKAGE_DIR) -> list[str]:
-    """The files of the modules under ``package`` that this process has imported, relative to ``package``: all the
-    library code a notebook's result can depend on (a module imported only inside a function that ran is here too)."""
-    package = Path(package).resolve()
-    files = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if path and Path(path).resolve().is_relative_to(package):
-            files.add(Path(path).resolve().relative_to(package).as_posix())
-    return sorted(files)
-
-
-def parameters_sha256(parameters: dict[str, Any]) -> str:
-    """sha256 of the parameters as canonical JSON (sorted keys, no spaces)."""
-    return _sha256(json.dumps(parameters, sort_keys=True, separators=(",", ":")))
 
 
 @dataclass(frozen=True)
@@ -241,7 +187,7 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     """Run papermill on ``nb`` (output to ``runs_dir/<name>.log``) and add the ``run`` record to its result.json.
     Returns (None or what went wrong, wall time in seconds)."""
     key = nb.run_key(package)  # what is executed now, should a file change while other notebooks run
-    hashes = _file_hashes(package)  # ... of which the modules the run imports are keyed once it has listed them
+    hashes = file_hashes(package)  # ... of which the modules the run imports are keyed once it has listed them
     cmd = papermill_command(nb, runs_dir / f"{nb.name}.ipynb")
     before = _file_id(nb.result)
     started, t0 = _now(), time.perf_counter()
@@ -257,7 +203,7 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     record = load_result(nb.result)
     modules = record.get("environment", {}).get("prefkit_modules")
     if modules is not None:
-        key.update(prefkit_sha256=_combine(hashes, modules), prefkit_modules=modules)
+        key.update(prefkit_sha256=combine_hashes(hashes, modules), prefkit_modules=modules)
     record["run"] = {**key, "wall_s": round(wall, 1), "threads": threads, "jobs": jobs}
     record["run"].update(started=started, finished=_now())
     atomic_write_text(nb.result, json.dumps(record, indent=2) + "\n")
@@ -277,14 +223,17 @@ def reader_copy(executed: str) -> str:
             cell["outputs"] = [
                 o
                 for o in cell["outputs"]
-                if not (o.get("output_type") == "stream" and o.get("name") == "stderr" and _PROGRESS.search(_text(o)))
+                if not (
+                    o.get("output_type") == "stream"
+                    and o.get("name") == "stderr"
+                    and _PROGRESS.search(joined(o.get("text", "")))
+                )
             ]
+    return _notebook_json(nb)
+
+
+def _notebook_json(nb: dict[str, Any]) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-
-
-def _text(output: dict[str, Any]) -> str:
-    t = output.get("text", "")
-    return "".join(t) if isinstance(t, list) else t
 
 
 class _Display:
@@ -310,11 +259,11 @@ def refresh_findings(nb: Notebook) -> bool:
     if not nb.executed.exists() or not nb.result.exists():
         return False
     source, executed = json.loads(nb.path.read_text()), json.loads(nb.executed.read_text())
-    new = [c for c in source["cells"] if FINDINGS in _tags(c)]
-    at = [i for i, c in enumerate(executed["cells"]) if FINDINGS in _tags(c)]
-    if [_source(c) for c in new] == [_source(executed["cells"][i]) for i in at]:
+    new = [c for c in source["cells"] if FINDINGS in tags(c)]
+    at = [i for i, c in enumerate(executed["cells"]) if FINDINGS in tags(c)]
+    if [joined(c["source"]) for c in new] == [joined(executed["cells"][i]["source"]) for i in at]:
         return False
-    if _executed_parts(source["cells"]) != _executed_parts(executed["cells"]):
+    if executed_parts(source["cells"]) != executed_parts(executed["cells"]):
         raise ValueError(f"{nb.executed} was not executed from the current {nb.path}: re-run it instead")
     result = load_result(nb.result)
     show = _Display()
@@ -327,14 +276,14 @@ def refresh_findings(nb: Notebook) -> bool:
             show.outputs = []
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(_source(c), f"{nb.name}:findings", "exec"), scope)
+                exec(compile(joined(c["source"]), f"{nb.name}:findings", "exec"), scope)
             printed = [{"output_type": "stream", "name": "stdout", "text": out.getvalue()}] if out.getvalue() else []
             cell.update(outputs=printed + show.outputs, execution_count=None)
         cells.append(cell)
     first = at[0] if at else len(executed["cells"])
-    kept = [c for c in executed["cells"] if FINDINGS not in _tags(c)]
+    kept = [c for c in executed["cells"] if FINDINGS not in tags(c)]
     executed["cells"] = kept[:first] + cells + kept[first:]
-    atomic_write_text(nb.executed, json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(nb.executed, _notebook_json(executed))
     return True
 
 

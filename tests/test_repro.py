@@ -31,15 +31,8 @@ from prefkit.repro import (
     write_ledger,
     write_result,
 )
-from prefkit.reproduce import (
-    Notebook,
-    find_notebooks,
-    notebook_sha256,
-    parameters_sha256,
-    prefkit_sha256,
-    refresh_findings,
-    reproduce,
-)
+from prefkit.reproduce import Notebook, find_notebooks, refresh_findings, reproduce
+from prefkit.runkey import notebook_sha256, parameters_sha256, prefkit_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -464,13 +457,13 @@ def test_prefkit_sha256_of_listed_modules_ignores_the_others(tmp_path):
 def test_loaded_modules_lists_what_the_process_imported():
     code = (
         "import prefkit.claims\n"
-        "from prefkit.reproduce import loaded_modules\n"
+        "from prefkit.runkey import loaded_modules\n"
         "import prefkit.worlds.logistic\n"
         "print(' '.join(loaded_modules()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert {"__init__.py", "claims.py", "reproduce.py", "worlds/logistic.py"} <= set(out)
-    assert "genret.py" not in out and "mia_dpo.py" not in out
+    assert {"__init__.py", "claims.py", "runkey.py", "worlds/logistic.py"} <= set(out)
+    assert "genret.py" not in out and "mia_dpo.py" not in out and "reproduce.py" not in out
 
 
 def test_parameters_sha256_is_canonical():
