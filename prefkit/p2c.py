@@ -12,12 +12,17 @@ cross-entropy the model learns
     Eq. 3   L_div  = 1/(H(H-1)) Σ_{h≠h'} CE(sg[P_h], P_h')        (sg: stop-gradient; subtracted in Eq. 5)
     Eq. 4   L_cons = max(0, m - Δ) if t = 1,  max(0, m + Δ) if t = 0,  |Δ| if t = 1/2,
             Δ = p(y | x1) - p(y | x2)                    (the classifier's probabilities of the pair's label y)
+    Eq. 4b  L_cons = Σ_k [Δv_k ≥ 0] max(0, Δv_k - Δp_k) + [Δv_k < 0] max(0, Δp_k - Δv_k)   (annotation records:
+            Δv, Δp the vote-share and probability gaps of the pair on every class k)
     Eq. 5   L = L_cls + λ_cons L_cons + λ_pref L_pref - λ_div L_div
 
 The equation numbers are this module's (in the order the method is presented); each line follows the official
 ``src/train.py`` (``train_preference`` and ``diversity_loss``): consistency is a hinge with no margin there (m = 0),
 ties are pulled to equal probabilities, the diversity term is a cross-entropy between heads with the first head's
-probabilities detached, maximised (subtracted) so that the heads stay different. Because each head ends in tanh,
+probabilities detached, maximised (subtracted) so that the heads stay different. For annotation records the official
+run (``run_extractive.sh``: ``--sampling disagreement --pair_loss``; ``src/train_ext.py``) replaces Eq. 4 by Eq. 4b,
+a margin on the soft vote-share differences, and re-picks each input's partner every epoch where the heads disagree
+(:func:`train_p2c_records`). Because each head ends in tanh,
 f_h ∈ [-1, 1] and P_h ∈ [σ(-2), σ(2)], which keeps the subtracted L_div bounded.
 
 Pairs are drawn within one (observed) class, at random (:func:`random_pairs`) or where the heads disagree
@@ -110,6 +115,23 @@ def consistency_loss(p1: Tensor, p2: Tensor, target: Tensor, margin: float = 0.0
     win = F.relu(margin - delta)  # x1 preferred: Δ ≥ m costs nothing
     lose = F.relu(margin + delta)  # x2 preferred: Δ ≤ -m costs nothing
     return torch.where(target > 0.5, win, torch.where(target < 0.5, lose, delta.abs()))  # Eq. 4
+
+
+def vote_margin_loss(p1: Tensor, p2: Tensor, v1: Tensor, v2: Tensor) -> Tensor:
+    """Eq. 4b, the consistency term of Kim et al. 2023 for annotation records (official ``src/train_ext.py``,
+    ``train_preference_extractive`` with ``--pair_loss``): on every class k the classifier's probability gap
+    Δp_k = p_k(x1) - p_k(x2) must reach the vote-share gap Δv_k = v_k(x1) - v_k(x2) on the same side,
+
+        L_cons = Σ_k [Δv_k ≥ 0] max(0, Δv_k - Δp_k) + [Δv_k < 0] max(0, Δp_k - Δv_k).
+
+    As in the official code an equal share (Δv_k = 0, e.g. a class neither sentence got a vote for) falls on the
+    first side and asks Δp_k ≥ 0; the pair's order is random, so this pull has no preferred direction on average.
+
+    p1, p2: (B, C) classifier probabilities of x1 and x2; v1, v2: (B, C) their vote shares. Returns (B,).
+    """
+    dv = v1 - v2  # (B, C) Δv
+    dp = p1 - p2  # (B, C) Δp
+    return torch.where(dv >= 0, F.relu(dv - dp), F.relu(dp - dv)).sum(-1)  # Eq. 4b
 
 
 def p2c_objective(l_cls: Tensor, l_cons: Tensor, l_pref: Tensor, l_div: Tensor, lambda_cons: float,
@@ -306,6 +328,77 @@ def disagreement_pairs(model: P2CModel, features, labels, n_pairs: int, rng: np.
     return cand[key.argsort(descending=True)[:n_pairs].numpy()]
 
 
+def _class_members(labels: np.ndarray) -> list[np.ndarray]:
+    """Indices of each class present in ``labels``; every class needs two members to form a pair."""
+    out = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            raise ValueError(f"class {c} has {len(idx)} labelled input(s); a within-class partner needs at least 2")
+        out.append(idx)
+    return out
+
+
+def random_partners(labels, rng: np.random.Generator) -> np.ndarray:
+    """One partner per input (N,): another input of the same label, uniformly (the official per-epoch random
+    partners, ``pref_gen.ipynb``'s ``idx_pref_random20``)."""
+    y = np.asarray(labels)
+    out = np.empty(len(y), dtype=np.int64)
+    for idx in _class_members(y):
+        k = rng.integers(0, len(idx) - 1, size=len(idx))  # a position among the other len(idx) - 1 members
+        k += k >= np.arange(len(idx))  # skip the input itself
+        out[idx] = idx[k]
+    return out
+
+
+def disagreement_partners(scores, labels, rng: np.random.Generator) -> np.ndarray:
+    """One partner per input (N,): the input of the same label whose order against it the preference heads disagree
+    on most, uniformly among the most disagreed (official ``sampling.py``, ``select_ensemble`` with
+    ``--sampling disagreement``). A head orders (i, j) by sign(f_h(x_i) - f_h(x_j)) (equal scores are a third order);
+    the disagreement of (i, j) is the number of pairs of heads whose orders differ.
+
+    scores: (H, N) head scores f_h(x_i, y_i), as recorded in the last epoch. With one head there is no disagreement
+    and the partner is random. An input is never its own partner (the official code excludes it only by giving it
+    no disagreement)."""
+    f = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
+    y = np.asarray(labels)
+    if f.ndim != 2 or f.shape[1] != len(y):
+        raise ValueError(f"scores must have shape (H, {len(y)}), got {tuple(f.shape)}")
+    out = np.empty(len(y), dtype=np.int64)
+    H = f.shape[0]
+    for idx in _class_members(y):
+        g = f[:, idx]  # (H, n)
+        order = torch.sign(g[:, :, None] - g[:, None, :])  # (H, n, n) each head's order of (i, j)
+        dis = sum((order[a] != order[b]).double() for a in range(H) for b in range(a + 1, H)) if H > 1 else 0.0
+        dis = torch.as_tensor(dis, dtype=torch.float64).expand(len(idx), len(idx)).clone()  # (n, n)
+        dis += torch.as_tensor(rng.random((len(idx), len(idx)))) * 0.5  # uniform among the most disagreed
+        dis.fill_diagonal_(-1.0)  # never itself
+        out[idx] = idx[dis.argmax(1).numpy()]
+    return out
+
+
+def permute_within_class(labels, rng: np.random.Generator) -> np.ndarray:
+    """A permutation π (N,) with labels[π[i]] == labels[i]: gives each input another same-label input's annotation
+    record, for a control that keeps every statistic of the records but their link to the inputs."""
+    y = np.asarray(labels)
+    out = np.arange(len(y))
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        out[idx] = rng.permutation(idx)
+    return out
+
+
+def _check_fractions(fractions, n: int, n_classes: int) -> Tensor:
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (n, n_classes):
+        raise PreferenceDataError(None, "votes", f"must have shape ({n}, {n_classes}), got {fr.shape}")
+    bad = ~np.isfinite(fr).all(1) | (fr < 0).any(1) | (np.abs(fr.sum(1) - 1) > 1e-6)
+    if bad.any():
+        i = _first(bad)
+        raise PreferenceDataError(i, "votes", f"must be vote shares (>= 0, summing to 1), got {fr[i].tolist()}")
+    return torch.as_tensor(fr, dtype=torch.float32)
+
+
 # ---------------------------------------------------------------------------------------------------- training
 
 
@@ -366,6 +459,63 @@ def train_p2c(features, labels, n_classes: int, pairs=None, targets=None, config
     return model, hist
 
 
+def train_p2c_records(features, labels, n_classes: int, fractions, config: P2CConfig | None = None, seed: int = 0,
+                      sampling: str = "disagreement") -> tuple[P2CModel, pd.DataFrame]:  # fmt: skip
+    """P2C on annotation records as the official code runs it (``train_extractive.py`` with ``--pref_type ext
+    --sampling disagreement --pair_loss``, ``src/train_ext.py``): every epoch each labelled input x1 gets one
+    partner x2 of its label, and one pass over the inputs trains
+
+        L = ½ CE(x1) + ½ CE(x2) + λ_cons L_cons (Eq. 4b, vote shares) + λ_pref L_pref - λ_div L_div,
+
+    with the preference target from the shares of the label (:func:`preferences_from_votes`; equal shares a tie).
+    The first epoch's partners are random; later ones come from :func:`disagreement_partners` on the head scores
+    recorded during the previous epoch (``sampling="disagreement"``), or are drawn afresh at random
+    (``sampling="random"``, the official run without ``--sampling``). ``fractions`` (N, C): vote shares. Same number
+    of steps as :func:`train_p2c` without pairs (``epochs`` passes of ``batch_size``). Returns the model (eval mode)
+    and the per-step history."""
+    c = config or P2CConfig()
+    if sampling not in ("disagreement", "random"):
+        raise ValueError(f"sampling must be 'disagreement' or 'random', got {sampling!r}")
+    x, y = check_inputs(features, labels, n_classes)
+    v = _check_fractions(fractions, len(x), n_classes)  # (N, C)
+    vy = v.gather(1, y[:, None])[:, 0]  # (N,) share of the votes for the input's label
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = P2CModel(x.shape[1], n_classes, c)
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=0.0, foreach=True)
+    recorded = torch.zeros(c.n_heads, len(x))  # (H, N) f_h(x1, y) of every anchor, as seen in its epoch
+    rows = []
+    model.train()
+    for epoch in range(c.epochs):
+        first = epoch == 0 or sampling == "random"
+        partner = torch.as_tensor(random_partners(y.numpy(), rng) if first else
+                                  disagreement_partners(recorded, y.numpy(), rng))  # fmt: skip
+        perm = torch.randperm(len(x), generator=g)
+        for b in range(math.ceil(len(x) / c.batch_size)):
+            i = perm[b * c.batch_size : (b + 1) * c.batch_size]
+            j, yk = partner[i], y[i]
+            t = torch.where(vy[i] > vy[j], 1.0, torch.where(vy[i] < vy[j], 0.0, 0.5))  # (B,) from the records
+            logits, h = model(torch.cat([x[i], x[j]]))
+            lg1, lg2 = logits.chunk(2)
+            h1, h2 = h.chunk(2)
+            l_cls = 0.5 * F.cross_entropy(lg1, yk) + 0.5 * F.cross_entropy(lg2, yk)
+            s1, s2 = model.scores(h1, yk), model.scores(h2, yk)  # (H, B)
+            l_pref = preference_loss(s1, s2, t).mean()
+            l_cons = vote_margin_loss(lg1.softmax(-1), lg2.softmax(-1), v[i], v[j]).mean()
+            l_div = diversity_loss(s1, s2).mean()
+            loss = p2c_objective(l_cls, l_cons, l_pref, l_div, c.lambda_cons, c.lambda_pref, c.lambda_div)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            recorded[:, i] = s1.detach()
+            rows.append(torch.stack([l_cls, l_pref, l_cons, l_div, loss]).detach())
+    model.eval()
+    hist = pd.DataFrame(torch.stack(rows).numpy(), columns=["cls", "pref", "cons", "div", "loss"])
+    hist.insert(0, "step", range(len(hist)))
+    return model, hist
+
+
 # ---------------------------------------------------------------------------------------------------- evaluation
 
 
@@ -392,6 +542,22 @@ def expected_calibration_error(probs, labels, n_bins: int = 19) -> float:
     return ece
 
 
+def ece_contributions(probs, labels, n_bins: int = 19) -> np.ndarray:
+    """Per-input terms u_i whose mean is exactly :func:`expected_calibration_error`:
+
+        ECE = (1/N) Σ_b |Σ_{i∈b} (conf_i - correct_i)| = (1/N) Σ_i sign_b(i) (conf_i - correct_i),
+
+    with sign_b the sign of bin b's total gap (over- or under-confident). Paired differences of u_i between two
+    classifiers on the same test inputs are the units of a calibration comparison; the bootstrap over them holds
+    each bin's sign at its full-sample value (a linearisation of the ECE). Returns (N,)."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    conf, pred = p.max(1)
+    gap = conf - (pred == torch.as_tensor(np.asarray(labels))).double()  # (N,) conf_i - correct_i
+    b = (conf * n_bins).ceil().clamp(1, n_bins).long() - 1  # bin of (lo, hi], as in expected_calibration_error
+    sign = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, b, gap).sign()  # (n_bins,)
+    return (sign[b] * gap).numpy()
+
+
 def reliability(probs, labels, n_bins: int = 10) -> pd.DataFrame:
     """Mean confidence, accuracy and count per equal-width bin of the top-class confidence (non-empty bins): the
     points of a reliability diagram."""
@@ -416,18 +582,47 @@ def classifier_report(model: P2CModel, features, labels) -> dict[str, float]:
 
 
 @torch.no_grad()
-def preference_accuracy(model: P2CModel, features, labels, pairs, targets) -> float:
-    """How often the heads' mean P(x1 ≻ x2 | y) falls on the side of the target, over pairs that are not ties."""
+def preference_correct(model: P2CModel, features, labels, pairs, targets) -> np.ndarray:
+    """Per pair that is not a tie (P',): 1 where the heads' mean P(x1 ≻ x2 | y) falls on the side of the target."""
     x, y = check_inputs(features, labels, model.n_classes)
     pr, t = check_pairs(pairs, targets, y.numpy())
     keep = t != 0.5
-    if not keep.any():
-        return float("nan")
     pr, t = pr[keep], t[keep]
     h = model(x)[1]
     yk = y[pr[:, 0]]
-    p = preference_probs(model.scores(h[pr[:, 0]], yk), model.scores(h[pr[:, 1]], yk)).mean(0)  # (P,)
-    return ((p > 0.5) == (t > 0.5)).double().mean().item()
+    p = preference_probs(model.scores(h[pr[:, 0]], yk), model.scores(h[pr[:, 1]], yk)).mean(0)  # (P',)
+    return ((p > 0.5) == (t > 0.5)).double().numpy()
+
+
+def preference_accuracy(model: P2CModel, features, labels, pairs, targets) -> float:
+    """How often the heads' mean P(x1 ≻ x2 | y) falls on the side of the target, over pairs that are not ties."""
+    correct = preference_correct(model, features, labels, pairs, targets)
+    return float(correct.mean()) if len(correct) else float("nan")
+
+
+def arm_units(model: P2CModel, test_features, test_labels, test_pairs=None, test_targets=None) -> dict[str, np.ndarray]:
+    """The paired units of an arm's evaluation: per test input ``correct`` (0/1), ``nll`` (-log p(true class)) and
+    ``ece`` (:func:`ece_contributions`); per non-tie test pair ``pair`` (0/1, when pairs are given)."""
+    p = predict_proba(model, test_features)
+    y = torch.as_tensor(np.asarray(test_labels))
+    out = {
+        "correct": (p.argmax(1) == y).double().numpy(),
+        "nll": -p.gather(1, y[:, None])[:, 0].double().clamp_min(1e-12).log().numpy(),
+        "ece": ece_contributions(p, y),
+    }
+    if test_pairs is not None:
+        out["pair"] = preference_correct(model, test_features, test_labels, test_pairs, test_targets)
+    return out
+
+
+def _report(model: P2CModel, hist: pd.DataFrame, config: P2CConfig, test_features, test_labels, test_pairs,
+            test_targets, has_pairs: bool) -> dict[str, float]:  # fmt: skip
+    rep = classifier_report(model, test_features, test_labels)
+    if test_pairs is not None and has_pairs:
+        rep["pref_acc"] = preference_accuracy(model, test_features, test_labels, test_pairs, test_targets)
+    last = hist.tail(max(1, len(hist) // max(1, config.epochs)))
+    rep.update({f"train_{k}": float(last[k].mean()) for k in ("cls", "pref", "cons", "div")})
+    return rep
 
 
 def run_arm(features, labels, n_classes: int, pairs, targets, config: P2CConfig, seed: int, test_features,
@@ -436,9 +631,12 @@ def run_arm(features, labels, n_classes: int, pairs, targets, config: P2CConfig,
     ``test_labels``, the heads' accuracy on ``test_pairs`` (labelled by ``test_labels``) when given, and the last
     epoch's mean loss terms. Returns the report and the model."""
     model, hist = train_p2c(features, labels, n_classes, pairs, targets, config, seed)
-    rep = classifier_report(model, test_features, test_labels)
-    if test_pairs is not None and len(pairs if pairs is not None else []):
-        rep["pref_acc"] = preference_accuracy(model, test_features, test_labels, test_pairs, test_targets)
-    last = hist.tail(max(1, len(hist) // max(1, config.epochs)))
-    rep.update({f"train_{k}": float(last[k].mean()) for k in ("cls", "pref", "cons", "div")})
-    return rep, model
+    has_pairs = pairs is not None and len(pairs) > 0
+    return _report(model, hist, config, test_features, test_labels, test_pairs, test_targets, has_pairs), model
+
+
+def run_records_arm(features, labels, n_classes: int, fractions, config: P2CConfig, seed: int, sampling: str,
+                    test_features, test_labels, test_pairs=None, test_targets=None) -> tuple[dict[str, float], P2CModel]:  # fmt: skip
+    """:func:`run_arm` for the official annotation-records path (:func:`train_p2c_records`)."""
+    model, hist = train_p2c_records(features, labels, n_classes, fractions, config, seed, sampling)
+    return _report(model, hist, config, test_features, test_labels, test_pairs, test_targets, True), model

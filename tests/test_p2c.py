@@ -14,22 +14,30 @@ from prefkit.p2c import (
     P2CConfig,
     P2CModel,
     PreferenceHeads,
+    arm_units,
     check_pairs,
     classifier_report,
     consistency_loss,
     disagreement_pairs,
+    disagreement_partners,
     diversity_loss,
+    ece_contributions,
     expected_calibration_error,
     p2c_objective,
+    permute_within_class,
     predict_proba,
     preference_accuracy,
     preference_loss,
     preference_probs,
     preferences_from_votes,
     random_pairs,
+    random_partners,
     reliability,
     run_arm,
+    run_records_arm,
     train_p2c,
+    train_p2c_records,
+    vote_margin_loss,
 )
 from prefkit.worlds.sentiment import CLASSES, SentimentWorld, class_of, intensity, llm_judge, sentence
 
@@ -131,6 +139,31 @@ def test_losses_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda a, b: consistency_loss(a, b, t, 0.05), (p1, p2))
 
 
+def test_vote_margin_loss_closed_form_and_sides():
+    v1 = torch.tensor([[0.0, 0.8, 0.2]])
+    v2 = torch.tensor([[0.0, 0.4, 0.6]])  # Δv = (0, +0.4, -0.4)
+    same = torch.tensor([[0.2, 0.5, 0.3]])
+    assert vote_margin_loss(same, same, v1, v2).item() == pytest.approx(0.8)  # Δp = 0 misses both gaps by 0.4
+    p1, p2 = torch.tensor([[0.1, 0.8, 0.1]]), torch.tensor([[0.1, 0.3, 0.6]])  # Δp = (0, +0.5, -0.5): wider
+    assert vote_margin_loss(p1, p2, v1, v2).item() == pytest.approx(0.0, abs=1e-7)
+    assert vote_margin_loss(p2, p1, v1, v2).item() == pytest.approx(0.9 + 0.9)  # the wrong side costs both gaps
+    p1, p2 = torch.tensor([[0.0, 0.8, 0.2]]), torch.tensor([[0.1, 0.3, 0.6]])  # Δp_0 = -0.1 where Δv_0 = 0
+    assert vote_margin_loss(p1, p2, v1, v2).item() == pytest.approx(0.1)  # an equal share asks Δp ≥ 0 (official)
+    assert vote_margin_loss(p1, p2, v1, v2).shape == (1,)
+
+
+def test_vote_margin_loss_gradient_widens_the_gap():
+    v1 = torch.tensor([[0.0, 0.8, 0.2]], dtype=torch.float64)
+    v2 = torch.tensor([[0.0, 0.4, 0.6]], dtype=torch.float64)
+    p1 = torch.tensor([[0.3, 0.4, 0.3]], dtype=torch.float64, requires_grad=True)
+    p2 = torch.tensor([[0.1, 0.5, 0.4]], dtype=torch.float64, requires_grad=True)
+    vote_margin_loss(p1, p2, v1, v2).sum().backward()
+    assert p1.grad[0, 1] < 0 < p1.grad[0, 2]  # descent raises p_1(x1) (more votes) and lowers p_2(x1) (fewer)
+    assert p2.grad[0, 1] > 0 > p2.grad[0, 2]
+    assert p1.grad[0, 0] == 0  # Δp_0 = 0.2 ≥ Δv_0 = 0: satisfied
+    assert torch.autograd.gradcheck(lambda a, b: vote_margin_loss(a, b, v1, v2), (p1, p2))
+
+
 # ---------------------------------------------------------------------------------------------------- model
 
 
@@ -223,6 +256,41 @@ def test_disagreement_pairs_skip_the_queried_ones():
         disagreement_pairs(model, x, labels, 21, np.random.default_rng(1), exclude=first)
 
 
+def test_random_partners_stay_in_class_and_are_never_self():
+    labels = np.repeat([0, 1, 2], [2, 5, 9])
+    rng = np.random.default_rng(0)
+    draws = np.stack([random_partners(labels, rng) for _ in range(400)])  # (400, N)
+    assert (labels[draws] == labels).all() and (draws != np.arange(len(labels))).all()
+    assert (draws[:, 0] == 1).all()  # a class of two: the other one
+    counts = np.bincount(draws[:, 7], minlength=len(labels))[labels == 2]  # input 7 is the first of class 2
+    assert counts[0] == 0 and counts[1:].min() > 20  # every other member, about 400/8 = 50 times each
+    with pytest.raises(ValueError, match="at least 2"):
+        random_partners(np.array([0, 0, 1]), rng)
+
+
+def test_disagreement_partners_pick_the_pair_the_heads_disagree_on():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    scores = np.array([[0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0],
+                       [0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0],
+                       [1.0, 0.0, 2.0, 3.0, 0.0, 1.0, 2.0]])  # fmt: skip
+    # head 2 alone swaps inputs 0 and 1: two pairs of heads disagree on (0, 1), none on any other pair
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = disagreement_partners(scores, labels, rng)
+        assert p[0] == 1 and p[1] == 0
+        assert (labels[p] == labels).all() and (p != np.arange(7)).all()
+    one_head = disagreement_partners(scores[:1], labels, rng)  # no pair of heads: random, never itself
+    assert (labels[one_head] == labels).all() and (one_head != np.arange(7)).all()
+    with pytest.raises(ValueError, match="shape"):
+        disagreement_partners(scores[:, :5], labels, rng)
+
+
+def test_permute_within_class_keeps_labels():
+    labels = np.repeat([0, 1, 2], [4, 5, 6])
+    pi = permute_within_class(labels, np.random.default_rng(0))
+    assert sorted(pi.tolist()) == list(range(15)) and (labels[pi] == labels).all() and (pi != np.arange(15)).any()
+
+
 # ---------------------------------------------------------------------------------------------------- training
 
 
@@ -255,6 +323,55 @@ def test_training_is_seeded_and_learns_classes_and_preferences():
     assert rep2["acc"] == rep["acc"] and rep2["pref_acc"] > 0.65
     _, hb = train_p2c(x, y, 3, config=cfg, seed=0)  # no pairs: cross-entropy only, same number of steps
     assert len(hb) == len(h1) and (hb[["pref", "cons", "div"]] == 0).all().all()
+
+
+def _annotated(x, seed, sigma=0.3, k=5):
+    """Five noisy annotators per input of the ordinal task: vote shares (N, 3) and the plurality labels."""
+    rng = np.random.default_rng(seed)
+    votes = np.digitize(x[:, :1] + sigma * rng.standard_normal((len(x), k)), [-0.43, 0.43])  # (N, k)
+    fr = np.stack([(votes == c).mean(1) for c in range(3)], 1)
+    return fr, fr.argmax(1)
+
+
+def test_records_training_is_seeded_learns_and_keeps_the_step_count():
+    x, _ = _ordinal_task(240, 0)
+    fr, y = _annotated(x, 0)
+    xt, yt = _ordinal_task(300, 1)
+    tp = random_pairs(yt, 300, np.random.default_rng(1))
+    gt = intensity(xt[:, 0], yt)
+    tt = (gt[tp[:, 0]] > gt[tp[:, 1]]).astype(float)
+    cfg = P2CConfig(hidden=32, lr=3e-3, batch_size=32, epochs=20)
+    m1, h1 = train_p2c_records(x, y, 3, fr, cfg, seed=0)
+    assert h1["pref"].iloc[0] == pytest.approx(LN2, abs=0.05)  # heads start undecided
+    _, hb = train_p2c(x, y, 3, config=cfg, seed=0)
+    assert len(h1) == len(hb)  # as many updates as the baseline
+    rep, m2 = run_records_arm(x, y, 3, fr, cfg, 0, "disagreement", xt, yt, tp, tt)
+    assert torch.equal(predict_proba(m1, xt), predict_proba(m2, xt))  # seeded
+    assert rep["acc"] > 0.8 and rep["pref_acc"] > 0.65  # chance: 1/3 and 0.5
+    m3, h3 = train_p2c_records(x, y, 3, fr, cfg, seed=0, sampling="random")
+    # random partners are mostly easy pairs, so their loss falls; the disagreement pairs stay hard (near ln 2)
+    assert h3["pref"].tail(8).mean() < h3["pref"].head(8).mean() - 0.05
+    assert not torch.equal(predict_proba(m1, xt), predict_proba(m3, xt))  # the partners differ after epoch 1
+    with pytest.raises(ValueError, match="sampling"):
+        train_p2c_records(x, y, 3, fr, cfg, sampling="hardest")
+    bad = fr.copy()
+    bad[4] = [0.5, 0.5, 0.5]
+    with pytest.raises(PreferenceDataError, match=r"row 4, field 'votes'"):
+        train_p2c_records(x, y, 3, bad, cfg)
+
+
+def test_ece_contributions_and_arm_units_average_to_the_report():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(2 * torch.randn(500, 3, generator=g), -1)
+    labels = torch.randint(0, 3, (500,), generator=g)
+    u = ece_contributions(probs, labels)
+    assert u.shape == (500,) and u.mean() == pytest.approx(expected_calibration_error(probs, labels), abs=1e-12)
+    x, y = _ordinal_task(120, 0)
+    model = P2CModel(6, 3, P2CConfig(hidden=8))
+    units = arm_units(model, x, y, random_pairs(y, 50, np.random.default_rng(0)), np.ones(50))
+    rep = classifier_report(model, x, y)
+    assert units["correct"].mean() == pytest.approx(rep["acc"]) and units["nll"].mean() == pytest.approx(rep["nll"])
+    assert units["ece"].mean() == pytest.approx(rep["ece"]) and units["pair"].shape == (50,)
 
 
 def test_expected_calibration_error_and_reliability():
