@@ -315,11 +315,18 @@ class RowEncoder:
 
     ``item_vectors`` (N_items, D) and ``text_vector(text) -> (D,)`` serve ``"emb"``; ``item_texts`` and a word
     vocabulary serve ``"tok"``. ``use_preferences=False`` leaves them out (TIGER, or a no-preference control).
+    ``blank_preferences=True`` keeps one encoder token per preference but blanks its text (a zero vector in
+    ``"emb"``, no words in ``"tok"``): the same input layout as with preferences, and no information in them.
     """
 
     def __init__(self, mode: str, item_ids: Tensor, item_vectors: Tensor | None = None, text_vectors=None,
                  item_texts: Sequence[str] | None = None, vocab: dict[str, int] | None = None,
-                 use_preferences: bool = True, max_history: int = 20):  # fmt: skip
+                 use_preferences: bool = True, max_history: int = 20, blank_preferences: bool = False):  # fmt: skip
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if blank_preferences and (mode == "tiger" or not use_preferences):
+            raise ValueError("blank_preferences needs a mode that reads preferences ('emb' or 'tok')")
+        self.blank_preferences = blank_preferences
         self.mode, self.item_ids, self.item_vectors, self.text_vectors = mode, item_ids, item_vectors, text_vectors
         self.item_texts, self.vocab, self.use_preferences, self.max_history = (
             item_texts,
@@ -336,10 +343,13 @@ class RowEncoder:
         prefs = [p["text"] for p in r["preferences"]] if self.use_preferences else []
         hist = list(r["history"])[-self.max_history :]
         if self.mode == "emb":
-            vecs = [self.text_vectors(t) for t in prefs] + [self.item_vectors[i] for i in hist]
+            blank = torch.zeros(self.item_vectors.shape[1])  # (D,) the mean item vector after `standardize`
+            pv = [blank if self.blank_preferences else self.text_vectors(t) for t in prefs]
+            vecs = pv + [self.item_vectors[i] for i in hist]
             return vecs, [1] * len(prefs) + [0] * len(hist)
-        if self.mode == "tok":  # one list of word ids per text
-            texts = [self.words(t) for t in prefs] + [self.words(self.item_texts[i]) for i in hist]
+        if self.mode == "tok":  # one list of word ids per text; a blanked text is padding only (a zero token)
+            pw = [[0] if self.blank_preferences else self.words(t) for t in prefs]
+            texts = pw + [self.words(self.item_texts[i]) for i in hist]
             return texts, [1] * len(prefs) + [0] * len(hist)
         toks = (self.item_ids[hist] + self.offsets).flatten().tolist()
         return toks, [0] * len(toks)
@@ -403,21 +413,82 @@ def standardize(vectors: Tensor, reference: Tensor | None = None) -> Tensor:
     return (vectors - ref.mean(0)) / ref.std().clamp(min=1e-8)
 
 
-def benchmark(model: GenerativeRetriever, encoder: RowEncoder, axes: dict[str, Sequence[dict]], k: int = 10,
-              method: str = "trie"):  # fmt: skip
-    """Metrics per benchmark axis: Recall@k and NDCG@k, and for rows with a ``negative_item`` (sentiment following)
-    also success@k (positive in the top k, negative absent). Returns {axis: {metric: value, "rows": n}}.
+def row_metrics(scores: Tensor, rows: Sequence[dict], item_ids: Tensor, k: int = 10) -> dict[str, np.ndarray]:
+    """Per-row metrics (each (B,)) from catalog scores (B, N_items): ``recall@k`` (0/1: the target in the top k),
+    ``ndcg@k``, ``prefix_recall@k`` (0/1: some top-k item has the target's codes before the collision digit, the
+    last column of ``item_ids`` (N_items, M)), and for rows with a ``negative_item`` ``success@k`` (the positive in
+    the top k and the negative out) and ``negative_in_top{k}``."""
+    targets = [r["target"] for r in rows]
+    r = ranks(scores, targets)
+    hit = r <= k
+    top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices  # (B, k)
+    prefix = item_ids[:, :-1]  # (N, M - 1) the codes without the collision digit
+    same = (prefix[top] == prefix[torch.tensor(targets)][:, None]).all(-1).any(-1)  # (B,)
+    out = {f"recall@{k}": hit.astype(float), f"ndcg@{k}": np.where(hit, 1 / np.log2(r + 1), 0.0),
+           f"prefix_recall@{k}": same.numpy().astype(float)}  # fmt: skip
+    if rows and "negative_item" in rows[0]:
+        neg = ranks(scores, [r_["negative_item"] for r_ in rows]) <= k
+        out[f"success@{k}"] = (hit & ~neg).astype(float)
+        out[f"negative_in_top{k}"] = neg.astype(float)
+    return out
+
+
+def benchmark_rows(model: GenerativeRetriever, encoder: RowEncoder, axes: dict[str, Sequence[dict]], k: int = 10,
+                   method: str = "trie") -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """:func:`row_metrics` per benchmark axis: {axis: {metric: (n_rows,) array}}; empty axes are left out.
     ``method``: how :func:`score_catalog` scores the catalog."""
     out = {}
     for axis, rows in axes.items():
-        if not rows:
-            continue
-        scores = score_rows(model, encoder, rows, method=method)
-        targets = [r["target"] for r in rows]
-        out[axis] = {**retrieval_metrics(scores, targets, k), "rows": float(len(rows))}
-        if "negative_item" in rows[0]:
-            out[axis].update(sentiment_success(scores, targets, [r["negative_item"] for r in rows], k))
+        if rows:
+            out[axis] = row_metrics(score_rows(model, encoder, rows, method=method), rows, model.item_ids.cpu(), k)
     return out
+
+
+def benchmark(model: GenerativeRetriever, encoder: RowEncoder, axes: dict[str, Sequence[dict]], k: int = 10,
+              method: str = "trie"):  # fmt: skip
+    """Metrics per benchmark axis: Recall@k and NDCG@k, and for rows with a ``negative_item`` (sentiment following)
+    also success@k (positive in the top k, negative absent). Returns {axis: {metric: value, "rows": n}}, the means
+    of :func:`benchmark_rows`."""
+    per_row = benchmark_rows(model, encoder, axes, k, method)
+    return {
+        a: {**{m: float(v.mean()) for m, v in ms.items()}, "rows": float(len(axes[a]))} for a, ms in per_row.items()
+    }
+
+
+def sample_by_user(rows: Sequence[dict], max_rows: int, seed) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``rows`` made of whole users: users are taken in a random order until
+    at least ``max_rows`` rows are in (all rows if there are fewer), so every sampled user keeps all their rows and
+    a comparison can be paired per user. ``seed``: anything ``np.random.default_rng`` takes."""
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    users = sorted({int(r["user"]) for r in rows})
+    order = np.random.default_rng(seed).permutation(len(users))
+    by: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        by.setdefault(int(r["user"]), []).append(i)
+    picked: list[int] = []
+    for j in order:
+        if len(picked) >= max_rows:
+            break
+        picked += by[users[j]]
+    return np.sort(np.array(picked, dtype=int))
+
+
+def user_means(rows: Sequence[dict], values: Sequence[float], users: Sequence[int] | None = None) -> np.ndarray:
+    """The mean of per-row ``values`` over each user's rows, in the order of ``users`` (default: sorted users of
+    ``rows``): the paired unit of a comparison between arms scored on the same users. A user in ``users`` with no
+    row raises ValueError."""
+    v = np.asarray(values, dtype=float)
+    if len(v) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(v)} values")
+    by: dict[int, list[float]] = {}
+    for r, x in zip(rows, v):
+        by.setdefault(int(r["user"]), []).append(float(x))
+    order = sorted(by) if users is None else [int(u) for u in users]
+    missing = [u for u in order if u not in by]
+    if missing:
+        raise ValueError(f"users {missing[:5]} have no rows")
+    return np.array([np.mean(by[u]) for u in order])
 
 
 def train_retriever(item_ids: Tensor, encoder: RowEncoder, rows: Sequence[dict], train_config, config=None,

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from prefkit.data import PreferenceDataError
-from prefkit.worlds.catalog import ATTRIBUTES, SPLITS, STEERING_ATTRIBUTES, VALUES, CatalogWorld, shared_attributes
+from prefkit.worlds.catalog import (
+    ATTRIBUTES,
+    SPLITS,
+    STEERING_ATTRIBUTES,
+    VALUES,
+    CatalogWorld,
+    all_preference_texts,
+    invert_preference,
+    preference,
+    shared_attributes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +233,68 @@ def test_bad_parameters_are_refused():
         CatalogWorld(split_fractions=(0.5, 0.2, 0.2))
     with pytest.raises(ValueError, match="split must be"):
         CatalogWorld(n_users=10).recommendation_rows("dev")
+
+
+# ---- the paper's target-matched preferences ---------------------------------------------------------------------
+
+
+def test_inversion_states_a_negative_preference_positively():
+    neg = preference("material", "plastic", -1, 1)
+    inv = invert_preference(neg)
+    assert inv == preference("material", "plastic", 1, 1)  # the same value and phrasing slot, now liked
+    assert inv["sentiment"] == 1 and inv["text"] != neg["text"]
+    pos = preference("colour", "red", 1)
+    assert invert_preference(pos) == pos
+    texts = all_preference_texts()
+    assert inv["text"] in texts and neg["text"] in texts and len(texts) == len(set(texts)) == 40 * 2 * 2
+
+
+def test_matching_candidates_follow_the_official_rule(world):
+    u = world.splits["test"][0]
+    prefs = world.preferences[u]
+    for item in range(world.n_items):
+        cands = world.matching_candidates(u, item)
+        pos = [p for p in prefs if p["sentiment"] > 0 and world.items[item][p["attribute"]] == p["value"]]
+        if pos:
+            assert cands == pos  # likes the last item shows
+        else:  # none: the negatives, inverted
+            assert cands == [invert_preference(p) for p in prefs if p["sentiment"] < 0]
+            assert all(c["sentiment"] == 1 for c in cands)
+
+
+def test_matched_rows_pick_the_candidate_most_similar_to_the_target(world):
+    def similarity(texts, target):  # the number of the target's values each text names: a transparent stand-in
+        return np.array([sum(world.items[target][a] in t.split() for a in ATTRIBUTES) for t in texts], float)
+
+    rows = world.matched_preference_rows("test", similarity)
+    assert [r["user"] for r in rows] == world.splits["test"]  # one row per test user, the held-out target
+    for r in rows:
+        u = r["user"]
+        assert r["history"] == world.histories[u] and r["target"] == world.targets[u]
+        cands = world.matching_candidates(u, r["history"][-1])
+        sims = similarity([c["text"] for c in cands], r["target"])
+        assert r["preferences"] == [cands[int(np.argmax(sims))]] and r["n_candidates"] == len(cands)
+    assert any(r["inverted"] for r in rows) and not all(r["inverted"] for r in rows)
+    agree = np.mean([world.item_has(r["target"], r["preferences"][0]) for r in rows])
+    control = world.matched_preference_rows("test", similarity, match=False)
+    assert [r["user"] for r in control] == [r["user"] for r in rows]
+    agree_c = np.mean([world.item_has(r["target"], r["preferences"][0]) for r in control])
+    assert agree > agree_c  # looking at the target picks preferences the target has
+    train = world.matched_preference_rows("train", similarity, prefixes=True)
+    u = world.splits["train"][0]
+    mine = [r for r in train if r["user"] == u]
+    seq = [*world.histories[u], world.targets[u]]
+    assert [(r["history"], r["target"]) for r in mine] == [(seq[:t], seq[t]) for t in range(2, len(seq))]
+    world.validate_rows(rows + control)
+
+
+def test_item_has_a_preferences_value(world):
+    item = world.items[0]
+    assert world.item_has(0, preference("colour", item["colour"], -1))
+    other = next(v for v in VALUES["colour"] if v != item["colour"])
+    assert not world.item_has(0, preference("colour", other, 1))
+
+
+def test_matched_rows_refuse_a_bad_similarity(world):
+    with pytest.raises(ValueError, match="finite scores"):
+        world.matched_preference_rows("test", lambda texts, target: np.zeros(len(texts) + 1))

@@ -17,9 +17,12 @@ from prefkit.genret import (
     objective,
     ranks,
     retrieval_metrics,
+    row_metrics,
+    sample_by_user,
     score_catalog,
     score_rows,
     sentiment_success,
+    user_means,
     word_vocab,
 )
 from prefkit.rqvae import semantic_ids
@@ -239,3 +242,62 @@ def test_training_learns_a_deterministic_next_item(ids):
     )
     m = retrieval_metrics(score_rows(model, enc, rows[:n]), [r["target"] for r in rows[:n]], k=1)
     assert m["recall@1"] > 0.9
+
+
+def test_blanked_preferences_keep_the_layout_and_carry_nothing(ids):
+    rows = _rows(len(ids), 3)
+    other = [{**r, "preferences": [{"text": "i avoid blue items", "sentiment": -1}]} for r in rows]
+    vecs = torch.randn(len(ids), 8)
+    look = {"i like red items": torch.ones(8), "i avoid blue items": -torch.ones(8)}.__getitem__
+    full = RowEncoder("emb", ids, item_vectors=vecs, text_vectors=look)
+    blank = RowEncoder("emb", ids, item_vectors=vecs, text_vectors=look, blank_preferences=True)
+    a, b, c = blank(rows), blank(other), full(rows)
+    torch.testing.assert_close(a["vectors"], b["vectors"])  # the preference's text no longer matters
+    assert a["vectors"].shape == c["vectors"].shape and a["segments"].tolist() == c["segments"].tolist()
+    assert a["vectors"][:, 0].abs().sum() == 0 and c["vectors"][:, 0].abs().sum() > 0
+    torch.testing.assert_close(a["vectors"][:, 1:], c["vectors"][:, 1:])  # the history is read as before
+    texts = [f"item {i} red" for i in range(len(ids))]
+    vocab = word_vocab(texts + ["i like red items", "i avoid blue items"])
+    tok = RowEncoder("tok", ids, item_texts=texts, vocab=vocab, blank_preferences=True)
+    assert tok(rows)["words"][:, 0].abs().sum() == 0 and torch.equal(tok(rows)["words"], tok(other)["words"])
+    with pytest.raises(ValueError, match="blank_preferences"):
+        RowEncoder("tiger", ids, use_preferences=False, blank_preferences=True)
+
+
+def test_row_metrics_per_row_and_prefix_recall():
+    item_ids = torch.tensor([[0, 0, 0], [0, 0, 1], [1, 0, 0], [1, 1, 0]])  # items 0 and 1 share the prefix (0, 0)
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.0], [0.9, 0.1, 0.5, 0.0], [0.0, 0.1, 0.2, 0.9]])
+    rows = [{"user": 0, "target": 0, "negative_item": 1}, {"user": 0, "target": 0, "negative_item": 3},
+            {"user": 1, "target": 2, "negative_item": 3}]  # fmt: skip
+    m = row_metrics(scores, rows, item_ids, k=1)
+    assert m["recall@1"].tolist() == [0.0, 1.0, 0.0]
+    assert m["prefix_recall@1"].tolist() == [1.0, 1.0, 0.0]  # row 0: item 1 is on the target's prefix
+    assert m["ndcg@1"].tolist() == [0.0, 1.0, 0.0]
+    assert m["success@1"].tolist() == [0.0, 1.0, 0.0] and m["negative_in_top1"].tolist() == [1.0, 0.0, 1.0]
+    m2 = row_metrics(scores, rows, item_ids, k=2)
+    assert m2["ndcg@2"][0] == pytest.approx(0.0) and m2["recall@2"].tolist() == [0.0, 1.0, 1.0]
+    assert m2["ndcg@2"][2] == pytest.approx(1 / math.log2(3))
+    agg = retrieval_metrics(scores, [r["target"] for r in rows], k=2)
+    assert agg["recall@2"] == pytest.approx(m2["recall@2"].mean())
+
+
+def test_user_means_average_each_users_rows():
+    rows = [{"user": 3}, {"user": 1}, {"user": 3}, {"user": 1}, {"user": 2}]
+    assert user_means(rows, [1.0, 0.0, 0.0, 0.0, 1.0]).tolist() == [0.0, 1.0, 0.5]  # users 1, 2, 3
+    assert user_means(rows, [1.0, 0.0, 0.0, 0.0, 1.0], users=[3, 2]).tolist() == [0.5, 1.0]
+    with pytest.raises(ValueError, match="have no rows"):
+        user_means(rows, [0.0] * 5, users=[7])
+    with pytest.raises(ValueError, match="5 rows but 4 values"):
+        user_means(rows, [0.0] * 4)
+
+
+def test_sample_by_user_keeps_whole_users():
+    rows = [{"user": u} for u in [0, 0, 1, 2, 2, 2, 3, 4]]
+    idx = sample_by_user(rows, 3, seed=0)
+    users = {rows[i]["user"] for i in idx}
+    assert all(rows.count({"user": u}) == sum(rows[i]["user"] == u for i in idx) for u in users)  # whole users
+    assert len(idx) >= 3 and list(idx) == sorted(idx)
+    assert np.array_equal(idx, sample_by_user(rows, 3, seed=0))  # seeded
+    assert len(sample_by_user(rows, 100, seed=1)) == len(rows)
+    with pytest.raises(ValueError, match="max_rows"):
+        sample_by_user(rows, 0, seed=0)

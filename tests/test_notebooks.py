@@ -212,4 +212,12 @@ def test_mender_hf_profile_on_a_local_encoder(tmp_path, fresh_cache):
     assert {c["id"] for c in result["claims"] if c["status"] != "not asserted"} == {"Q1"}  # the RQ-VAE sanity check
     assert result["figures"] == ["mender_axes.png"]
     models = {r["model"] for r in result["results"]}
-    assert models == {"TIGER", "Mender-Emb", "Mender-Tok", "Mender-Emb (no negatives)", "oracle"}
+    assert models == {
+        "TIGER",
+        "Mender-Emb",
+        "Mender-Tok",
+        "Mender-Emb (no negatives)",
+        "Mender-Emb (blanked)",
+        "Mender-Emb (paper's matching)",
+        "oracle",
+    }

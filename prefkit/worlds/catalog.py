@@ -25,7 +25,7 @@ split into train / valid / test. The world produces only texts and item ids; emb
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,7 @@ TEMPLATES = {  # (attribute, sentiment) -> phrasings; {v} is the value, {p} the 
     ("price", -1): ("I avoid {v} items", "I don't buy {v} products"),
 }
 SPLITS = ("train", "valid", "test")
-_AXES = ("recommendation", "fine", "coarse", "sentiment", "random")  # each axis gets its own random stream
+_AXES = ("recommendation", "fine", "coarse", "sentiment", "random", "matched")  # each axis: its own random stream
 
 
 def item_title(item: Mapping[str, str]) -> str:
@@ -80,6 +80,29 @@ def preference(attribute: str, value: str, sentiment: int, template: int = 0) ->
     phrasings = TEMPLATES[attribute, sentiment]
     text = phrasings[template % len(phrasings)].format(v=value, V=value.capitalize(), p=PLURAL.get(value, value))
     return {"text": text, "attribute": attribute, "value": value, "sentiment": sentiment}
+
+
+def invert_preference(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The official code's rule-based inversion of a negative preference: the same value stated positively
+    ("I avoid plastic" -> "I like things made of plastic"), as its "avoid ..." -> "Find ..." rewrite does
+    (facebookresearch/preference_discerning, dataset/match_preferences_to_items.py). A positive one is returned as is."""
+    if p["sentiment"] > 0:
+        return dict(p)
+    return preference(p["attribute"], p["value"], 1, _phrasing(p))
+
+
+def _phrasing(p: Mapping[str, Any]) -> int:
+    """The index of the phrasing ``p["text"]`` was written from (0 if it is none of them)."""
+    n = len(TEMPLATES[p["attribute"], p["sentiment"]])
+    return next(
+        (j for j in range(n) if preference(p["attribute"], p["value"], p["sentiment"], j)["text"] == p["text"]), 0
+    )
+
+
+def all_preference_texts() -> list[str]:
+    """Every sentence :func:`preference` can write (each attribute value, sentiment and phrasing), sorted."""
+    return sorted({preference(a, v, s, t)["text"] for a in ATTRIBUTES for v in VALUES[a] for s in (1, -1)
+                   for t in range(len(TEMPLATES[a, s]))})  # fmt: skip
 
 
 def shared_attributes(a: Mapping[str, str], b: Mapping[str, str]) -> int:
@@ -215,6 +238,10 @@ class CatalogWorld:
             for a in ATTRIBUTES:
                 m[i, self._value_index[a, it[a]]] = 1.0
         return m
+
+    def item_has(self, item: int, pref: Mapping[str, Any]) -> bool:
+        """Whether ``item`` has the attribute value a preference names (whatever its sentiment)."""
+        return self.items[item][pref["attribute"]] == pref["value"]
 
     def matching_items(self, attribute: str, value: str) -> list[int]:
         """Ids of the items whose ``attribute`` is ``value``."""
@@ -373,6 +400,48 @@ class CatalogWorld:
                     target = good[int(np.argmax(u_row[good]))]
                 negative = bad[int(np.argmax(u_row[bad]))]  # the dislike costs all of them alike: best of the rest
                 rows.append(self._row(u, [pref], target, negative_item=negative))
+        return rows
+
+    def matching_candidates(self, user: int, last_item: int) -> list[dict]:
+        """The preferences the official matching chooses from after ``last_item``
+        (dataset/match_preferences_to_items.py there): the positive preferences generated from the last history
+        item's review, which here are the user's stated likes that this item has; if there is none, the user's
+        negative preferences inverted (:func:`invert_preference`); if there is none either, all of them."""
+        item = self.items[last_item]
+        prefs = self.preferences[user]
+        pos = [p for p in prefs if p["sentiment"] > 0 and item[p["attribute"]] == p["value"]]
+        if pos:
+            return pos
+        inverted = [invert_preference(p) for p in prefs if p["sentiment"] < 0]
+        return inverted or [dict(p) for p in prefs]
+
+    def matched_preference_rows(self, split: str, similarity: Callable[[list[str], int], np.ndarray],
+                                prefixes: bool = False, match: bool = True) -> list[dict]:  # fmt: skip
+        """The paper's condition: each row's one preference is the candidate (:meth:`matching_candidates` of the
+        row's last history item) most similar to the row's *target* item, ``argmax similarity(texts, target)``
+        (the official code: sentence-T5 embeddings, dot product with the target's title), at training and test time
+        alike. The choice looks at the target, so the preference carries information about it that the history
+        alone does not: this is not a leak-free condition.
+
+        One row per user (the full history and the held-out target); ``prefixes=True`` gives every prefix
+        ``history[:t] -> history[t]`` (t >= 2) as well, for training. ``match=False`` draws the preference
+        uniformly from the same candidates instead (seeded), without looking at the target: the control.
+        Extra fields: ``n_candidates``, ``inverted`` (the preference is an inverted negative one)."""
+        rng, rows = self._rng("matched", split), []
+        for u in self._users(split):
+            seq = [*self.histories[u], self.targets[u]]
+            for t in range(2 if prefixes else len(seq) - 1, len(seq)):
+                cands = self.matching_candidates(u, seq[t - 1])
+                if match:
+                    sim = np.asarray(similarity([p["text"] for p in cands], seq[t]), dtype=float)
+                    if sim.shape != (len(cands),) or not np.isfinite(sim).all():
+                        raise ValueError(f"similarity must return {len(cands)} finite scores, got {sim!r}")
+                    j = int(np.argmax(sim))
+                else:
+                    j = int(rng.integers(len(cands)))
+                inverted = not any(p["text"] == cands[j]["text"] for p in self.preferences[u])
+                rows.append({"user": u, "history": seq[:t], "preferences": [cands[j]], "target": seq[t],
+                             "n_candidates": len(cands), "inverted": inverted})  # fmt: skip
         return rows
 
     def random_preference_rows(self, split: str, negative: bool = True) -> list[dict]:
