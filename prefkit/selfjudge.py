@@ -105,7 +105,9 @@ def oracle_strengths(scores: Sequence[float]) -> np.ndarray:
 def ranked_pairs(prompt: str, responses: Sequence[str], strengths: np.ndarray, hard: bool = False) -> list[dict]:
     """Ranked pairing: rank the K responses by mean strength against the others (stable on ties), then pair rank 1
     with rank K, rank 2 with rank K - 1, ...; each row carries ``strength`` = P[chosen, rejected] (1 with ``hard``).
-    Pairs of identical texts, and pairs whose strength is exactly ½ (a tie: no preference), are left out."""
+    Pairs of identical texts, and pairs whose strength is exactly ½ (a tie: no preference), are left out. Each row
+    also keeps ``judged`` = P[chosen, rejected] as judged, before ``hard`` rounds it to 1 (for reports only: the loss
+    reads ``strength``)."""
     K = len(responses)
     if strengths.shape != (K, K):
         raise ValueError(f"strengths must be ({K}, {K}) for {K} responses, got {strengths.shape}")
@@ -118,19 +120,40 @@ def ranked_pairs(prompt: str, responses: Sequence[str], strengths: np.ndarray, h
         if responses[a] == responses[b] or p == 0.5:
             continue
         rows.append(
-            {"prompt": prompt, "chosen": responses[a], "rejected": responses[b], "strength": 1.0 if hard else p}
+            {
+                "prompt": prompt,
+                "chosen": responses[a],
+                "rejected": responses[b],
+                "strength": 1.0 if hard else p,
+                "judged": p,
+            }
         )
     return rows
+
+
+def judge_strengths(model, tokenizer, judge, rows: Sequence[dict]) -> np.ndarray:
+    """(N,) self-judged strength P(chosen ≻ rejected) of each labelled pair (both orders averaged)."""
+    if not rows:
+        raise ValueError("no labelled pairs to judge")
+    mats = self_judge(
+        model, tokenizer, judge, [r["prompt"] for r in rows], [[r["chosen"], r["rejected"]] for r in rows]
+    )
+    return np.array([m[0, 1] for m in mats])
+
+
+def agreement(strengths: np.ndarray) -> np.ndarray:
+    """(N,) per-pair agreement of a judge with the labels: 1 where P(chosen ≻ rejected) > ½, ½ on a tie, 0 where
+    the judge prefers the rejected response."""
+    p = np.asarray(strengths, dtype=float)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("strengths must lie in [0, 1]")
+    return (p > 0.5) + 0.5 * (p == 0.5)
 
 
 def judge_accuracy(model, tokenizer, judge, rows: Sequence[dict]) -> float:
     """How often the self-judged strength of ``chosen`` over ``rejected`` exceeds ½ on labelled pairs (ties count
     half): the judge's accuracy against the labels (use oracle-labelled pairs)."""
-    mats = self_judge(
-        model, tokenizer, judge, [r["prompt"] for r in rows], [[r["chosen"], r["rejected"]] for r in rows]
-    )
-    p = np.array([m[0, 1] for m in mats])
-    return float(np.mean((p > 0.5) + 0.5 * (p == 0.5)))
+    return float(np.mean(agreement(judge_strengths(model, tokenizer, judge, rows))))
 
 
 def self_preference_pairs(

@@ -6,8 +6,18 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
-from prefkit.selfjudge import Judge, answer_probs, oracle_strengths, ranked_pairs, self_judge
+from prefkit.selfjudge import (
+    Judge,
+    agreement,
+    answer_probs,
+    judge_accuracy,
+    judge_strengths,
+    oracle_strengths,
+    ranked_pairs,
+    self_judge,
+)
 from prefkit.worlds import JudgeStringWorld, StringWorld
 
 
@@ -33,15 +43,17 @@ def test_ranked_pairing_best_with_worst_then_inwards():
     P = oracle_strengths([0.2, 0.9, 0.5, 0.1, 0.7])  # ranks: y1 > y4 > y2 > y0 > y3
     rows = ranked_pairs("p", ys, P)
     assert [(r["chosen"], r["rejected"]) for r in rows] == [("y1", "y3"), ("y4", "y0")]
-    assert all(r["strength"] == 1.0 for r in rows)
+    assert all(r["strength"] == 1.0 and r["judged"] == 1.0 for r in rows)
     soft = np.full((4, 4), 0.5)
     soft[0, 3], soft[3, 0] = 0.8, 0.2
     soft[1, 2], soft[2, 1] = 0.5, 0.5  # a tie: no preference, no pair
     rows = ranked_pairs("p", ["a", "b", "c", "d"], soft)
     assert [(r["chosen"], r["rejected"], r["strength"]) for r in rows] == [("a", "d", 0.8)]
+    hard = ranked_pairs("p", ["a", "b", "c", "d"], soft, hard=True)  # hard labels keep what the judge said
+    assert [(r["strength"], r["judged"]) for r in hard] == [(1.0, 0.8)]
     assert ranked_pairs("p", ["a", "d", "a", "d"], oracle_strengths([1, 0, 1, 0])) == [
-        {"prompt": "p", "chosen": "a", "rejected": "d", "strength": 1.0},
-        {"prompt": "p", "chosen": "a", "rejected": "d", "strength": 1.0},
+        {"prompt": "p", "chosen": "a", "rejected": "d", "strength": 1.0, "judged": 1.0},
+        {"prompt": "p", "chosen": "a", "rejected": "d", "strength": 1.0, "judged": 1.0},
     ]
     assert ranked_pairs("p", ["a", "a"], oracle_strengths([1, 0])) == []  # identical texts: nothing to learn
     with pytest.raises(ValueError, match=r"must be \(3, 3\)"):
@@ -58,3 +70,34 @@ def test_judge_world_sft_rows_teach_judging_with_rater_labels():
     assert world.tokenizer.unk_token_id not in ids
     plain = StringWorld(seed=0, n_train=50, n_eval=10)
     assert plain.sft_rows(1, random.Random(0)) == rows[:50]  # the plain world's SFT data is unchanged
+
+
+def test_agreement_counts_the_judge_right_when_it_prefers_chosen():
+    np.testing.assert_array_equal(agreement(np.array([0.9, 0.5, 0.2, 0.51])), [1.0, 0.5, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        agreement(np.array([1.2]))
+
+
+class _FixedAnswer(torch.nn.Module):
+    """A judge that answers the same word whatever the query: pure position bias."""
+
+    def __init__(self, vocab: int, favoured: int):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.vocab, self.favoured = vocab, favoured
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.favoured] = 3.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_a_position_biased_judge_is_at_chance_after_averaging_both_orders(tok):
+    judge = Judge("{prompt} {a} | {b} =", ("a", "b"))
+    rows = [{"prompt": "reverse : a b =", "chosen": "b a", "rejected": "a b"}, {"prompt": "sort : c =", "chosen": "c",
+            "rejected": "d"}]  # fmt: skip
+    biased = _FixedAnswer(len(tok), tok.convert_tokens_to_ids("a"))  # always "the first is better", q = σ(3)
+    np.testing.assert_allclose(judge_strengths(biased, tok, judge, rows), 0.5, atol=1e-6)
+    assert judge_accuracy(biased, tok, judge, rows) == 0.5  # ties count half
+    with pytest.raises(ValueError, match="no labelled pairs"):
+        judge_strengths(biased, tok, judge, [])
