@@ -42,37 +42,51 @@
 # accuracy and *confusion* (naming another picture's value) are exact. Selection never reads the oracle; the oracle
 # only scores.
 #
-# **What is the paper's, and what is ours.** From the paper: the three layouts, chosen = ground truth and rejected =
-# the model's own answer, the sequence thresholds, the perplexity floor, and DPO with β = 0.1. Our choices:
-# - The attention is read at the position that predicts the answer's first token, averaged over layers and heads.
-# - The grid thresholds reuse the sequence values by number of pictures, and pic-in-pic uses 0.7.
-# - Answers are sampled at temperature 1.
-# - Every arm trains the same number of steps, and only the language model trains: the vision tower and the
-#   projector are frozen, as LLaVA-1.5's CLIP encoder is in the paper.
-# - The toy learning rate (3·10⁻⁵) and number of steps (300) were fixed on a development seed (100) before the claim
-#   seeds ran. There, full fine-tuning including the vision tower, or 10⁻⁴, cost single-image accuracy (1.00 → 0.64
-#   and 0.79).
-# - Sequences have at most 5 pictures and grids at most 4 (the paper goes to 9 in a grid).
+# **What is the paper's, and what is ours.** From the paper and its official code: the three layouts, chosen =
+# ground truth and rejected = the model's own greedy answer, the attention share read as the official data scripts
+# read it (one middle layer, mean over heads and over the answer's tokens), the perplexity floor 1.1, and DPO with
+# β = 0.1 on the language model only. Ours: the toy world and model, and the attention thresholds (see the
+# departures below and the selection gate G1).
+#
+# ## Departures from the paper and the official code
+#
+# Official code: [Liuziyu77/MIA-DPO](https://github.com/Liuziyu77/MIA-DPO); data scripts in
+# `gen_data/gen_chosen_rejected/` (`make_data_duotu.py` for sequences, `make_data_ping.py` for grid collages,
+# `make_data_pip.py` for pic-in-pic), DPO training in `LLaVA-Hound-DPO/llava_hound_dpo/dpo_scripts/`
+# (`train_dpo_multi.sh`, the script the README names, and `run_dpo.py`).
+#
+# | what | why | expected effect |
+# |---|---|---|
+# | Attention share read at the toy model's middle layer (layer L // 2 = 1 of 3), mean over heads and over the queries at the answer's tokens of a greedy answer. The official scripts read layer 16 of LLaVA-1.5-7B's 32 (`calculation_attention`, `layer_number = 16`), average the heads and the rows of the generated tokens (the row that predicts the first token is not among them). A toy answer is one word, so its one query is the answer word's position; an empty answer falls back to the position that predicts the first token. | the same measurement, scaled to a 3-layer model | the share is the toy model's, not LLaVA's, so the official thresholds need not suit it (next row) |
+# | Thresholds: `selection` picks the official ones (sequences 2/3/4/5 pictures: 0.8/0.7/0.6/0.6 compared with ≤; grids of 2/3/4/6/9 cells: 0.7/0.6/0.5/0.4/0.3 compared with <; pic-in-pic 0.8 with <) or **our calibrated ones** (`calibrated`): per layout and number of pictures, the median attention share of the SFT model's mismatching answers on the development seed 100 (`calibrate_thresholds(cands, 0.5)`, rounded to 3 decimals), compared with <, so that selection keeps the lower-attention half. Sequences of 2 pictures had no mismatching answer there and keep the official 0.8. | the official thresholds were set for LLaVA-1.5's attention; on the toy model's development seed they removed about a tenth of the mismatching answers, so the selection ablation M4 would compare nearly the same data (each run records the official thresholds' removal share per seed beside G1) | selection removes about half of the mismatching answers; M4 tests selection at a strength the toy model can show |
+# | No Gaussian noise on the pictures before answering. The official grid script blurs the target cell (`add_gaussian_noise_to_region`, std 225) and the pic-in-pic script the picture (std 49) to provoke errors; the sequence script has the noise commented out. | the toy SFT model makes enough errors on clean pictures | fewer, and different, errors in the pool than with noise |
+# | Grids have 2-4 cells, each exactly one patch of one 16 × 16 picture; the official grids have 2/3/4/6/9 cells of one 336 × 336 collage, and the share is the block's sum over the collage's 24 × 24 patches (`split_and_calculate_ratio`). Pic-in-pic: the official share is the centre 16 × 16 of 24 × 24 patches (`calculate_center_ratio`); ours is the inset's (or the outer picture's) patches. | a 16-pixel world with 8-pixel patches | the same quantity on a coarser grid |
+# | Rejected answers are greedy (temperature 0, as `eval_model` in the official scripts); the paper's data file name in `train_dpo_multi.sh` mentions a temperature of 0.5, which the released scripts do not set. | follow the released code | fewer paraphrases among mismatches than with sampling |
+# | Post-selection: only the perplexity floor (PPL > 1.1, PPL = exp of the mean negative log-probability of the greedy answer's tokens with its EOS, as `compute_softmax_max_and_ppl`). The paper also lists length ratio and edit distance; the released scripts do not apply them. | follow the released code; one-word answers make both moot | none |
+# | Training: full fine-tuning of the toy language model with AdamW at 3·10⁻⁵ for 300 steps of 32 pairs in every arm, vision tower and projector frozen. Official (`train_dpo_multi.sh`): LoRA r = 128, α = 256 on the language model's linear layers (`find_all_linear_names` skips `mm_projector` and `vision_tower`), lr 5·10⁻⁵, linear schedule with 10% warm-up, one epoch; the loss is plain DPO with β = 0.1 as ours (`--dpo_alpha 1.0 --gamma 0`: no SFT term in `trl/trainer/dpo_trainer.py`). The projector is frozen there too: `--freeze_mm_mlp_adapter True` makes `run_dpo.py` set `requires_grad = False` on `mm_projector` (its `--mm_projector_lr 2e-5` then has nothing to train), and the CLIP tower is frozen in `llava/model/multimodal_encoder/clip_encoder.py`. | a toy model has no need for LoRA; lr and steps were fixed on the development seed (100): full fine-tuning including the vision tower, or 10⁻⁴, cost single-image accuracy there | same trainable part (language model only); equal steps make the arms comparable where the official run trains one epoch of whatever data it has |
+# | Every arm trains the same number of steps, and the controls M5, M6 use MIA-DPO's prompts. | ours: controls | — |
+# | Sequences of at most 5 pictures (as the official sequence script); one shape per picture; two attributes with one synonym each. | the toy world | — |
 #
 # ## Claims tested here
 #
-# | id | claim | from |
-# |---|---|---|
-# | M1 | MIA-DPO lowers multi-image confusion (sequences of 2-5 pictures) below the SFT model's | Liu et al., motivation and Fig. 1 |
-# | M2 | MIA-DPO raises multi-image accuracy (every multi-picture prompt) above the SFT model's | Liu et al., Table 1 |
-# | M3 | single-image accuracy stays within noise (within the 95% interval of the difference) | Liu et al., Table 2 |
-# | M4 | attention-aware selection beats DPO on all mismatching answers (multi-image accuracy) | Liu et al., ablation on selection |
-# | M5 | the model's own mistakes beat random wrong answers as rejected responses (multi-image accuracy) | expectation (ours) |
-# | M6 | MIA-DPO beats SFT on the same prompts' ground truth (multi-image accuracy): not just more multi-image data | control (ours) |
-# | M7 | after MIA-DPO the attention share on the target picture rises (sequences of 2-5) | Liu et al., attention analysis |
-# | A1 | the attention share detects confusion: AUROC of (−share) for the SFT model's sampled answers > 0.5 | Liu et al., premise of selection |
-# | S1 | the SFT model has the problem to fix: confusion at 5 pictures is higher than at 2 | sanity |
-# | S2 | attention shares are proportions, and a single picture gets all of it | sanity (asserted in smoke mode too) |
+# | id | kind | claim | from |
+# |---|---|---|---|
+# | G1 | gate | attention-aware selection removes at least 30% of the mismatching answers (else M4 compares nearly the same data) | needed by M4 |
+# | G2 | gate | the SFT model confuses pictures: its confusion rate on sequences of 2-5 pictures is above 0.05 | needed by M1, M7 (something to fix) |
+# | M1 | headline | MIA-DPO lowers multi-image confusion (sequences of 2-5 pictures) below the SFT model's | Liu et al., motivation and Fig. 1 |
+# | M2 | headline | MIA-DPO raises multi-image accuracy (every multi-picture prompt) above the SFT model's | Liu et al., Table 1 |
+# | M3 | headline | single-image accuracy is not lower than the SFT model's by more than 0.02 (non-inferiority) | Liu et al., Table 2 |
+# | M4 | secondary | attention-aware selection beats DPO on all mismatching answers (multi-image accuracy) | Liu et al., ablation on selection |
+# | M5 | secondary | the model's own mistakes beat random wrong answers as rejected responses (multi-image accuracy) | ours: a control |
+# | M6 | secondary | MIA-DPO beats SFT on the same prompts' ground truth (multi-image accuracy): not just more multi-image data | ours: a control |
+# | M7 | secondary | after MIA-DPO the attention share on the target picture rises (sequences of 2-5) | Liu et al., attention analysis |
+# | A1 | secondary | the attention share detects confusion: AUROC of (−share) for the SFT model's answers in the pool is above 0.5 | Liu et al., premise of selection |
+# | S1 | secondary | the SFT model is confused more often by 5 pictures than by 2 | ours: the shape of the problem |
 #
-# **What is held equal.** Within a seed, every arm starts from the same SFT model. The DPO arms use the same
-# candidate answers, and the controls use MIA-DPO's prompts. Every arm has the same number of steps, batch size and
-# learning rate. All arms are evaluated on the same held-out questions. The rules were fixed before the claim runs.
-# Each rule is applied to every seed separately.
+# **What is held equal.** Within a seed, every arm starts from the same SFT model (a seed trains its own base). The
+# DPO arms use the same candidate answers, and the controls use MIA-DPO's prompts. Every arm has the same number of
+# steps, batch size and learning rate. All arms answer the same held-out questions, so every comparison is paired
+# per evaluation question. The thresholds, deltas and margins were fixed before the claim runs.
 
 # %% tags=["parameters"]
 seed = 0  # first seed; seeds are seed, seed + 1, ...
@@ -88,7 +102,10 @@ max_new_tokens = 6  # hf profile: answer length; the toy world's answers are one
 base_steps = 1000  # toy: SFT steps of the tiny LLaVA on mostly single-picture questions
 n_pool = 3000  # multi-picture questions the model answers to make preference data
 n_eval = 200  # held-out questions per layout and picture count
-temperature = 1.0  # sampling temperature of the model's own answers
+temperature = 0.0  # sampling temperature of the model's own answers; 0: greedy, as the official scripts
+attention_layer = "middle"  # where the attention share is read: "middle" (L // 2, as the official 16 of 32) or "all"
+selection = "calibrated"  # "calibrated": the thresholds below (ours); "official": the official scripts' thresholds
+calibrated = "sequence:2<0.8, sequence:3<0.145, sequence:4<0.134, sequence:5<0.098, grid:2<0.035, grid:3<0.04, grid:4<0.296, pip:2<0.181"  # ours: see the departures
 beta = 0.1  # DPO β (the paper)
 min_perplexity = 1.1  # the perplexity floor of a rejected answer (the paper)
 lr = 3e-5  # toy: AdamW learning rate of the language model (every arm; the vision side is frozen)
@@ -119,9 +136,18 @@ from IPython.display import display
 from prefkit import plot
 from prefkit.evaluate import auroc
 from prefkit.losses import dpo_loss
-from prefkit.mia_dpo import MIAConfig, arm_datasets, candidates, keep, selection_report
+from prefkit.mia_dpo import (
+    MIAConfig,
+    arm_datasets,
+    calibrate_thresholds,
+    candidates,
+    keep,
+    parse_thresholds,
+    removed,
+    selection_report,
+)
 from prefkit.models import resolve_device
-from prefkit.repro import claims_table, make_claim, seed_everything, write_result
+from prefkit.repro import claims_table, compare, gate, per_seed, seed_everything, write_result
 from prefkit.toy import ToyVLMConfig, run_arm, sft_arm, vlm_base
 from prefkit.train import TrainConfig
 from prefkit.vlm import (
@@ -147,7 +173,11 @@ out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 seed_everything(seed)
 figures = []
-mia = MIAConfig(min_perplexity=min_perplexity, beta=beta)
+if selection not in ("calibrated", "official"):
+    raise ValueError(f"selection must be 'calibrated' or 'official', got {selection!r}")
+mia = MIAConfig(min_perplexity=min_perplexity, beta=beta)  # the official thresholds and comparisons
+if selection == "calibrated":
+    mia = MIAConfig(parse_thresholds(calibrated), inclusive={}, min_perplexity=min_perplexity, beta=beta)
 POOL_MIX = {"sequence:2": 0.15, "sequence:3": 0.15, "sequence:4": 0.15, "sequence:5": 0.15,
             "grid:2": 0.1, "grid:3": 0.1, "grid:4": 0.1, "pip:2": 0.1}  # fmt: skip
 VALUES = {"colour": tuple(COLOURS), "shape": SHAPES}
@@ -156,13 +186,14 @@ print(f"profile={profile} smoke={smoke} device={dev} seeds={seeds}")
 # %% [markdown]
 # ## Attention-aware selection
 #
-# For a prompt x with pictures, the target picture's visual tokens T, all visual tokens V, and the attention
-# $a_{\ell h}(v)$ of head h in layer ℓ from the position that predicts the answer:
+# For a prompt x with pictures and the model's greedy answer y, the target picture's visual tokens T, all visual
+# tokens V, and the attention $a_{h,t}(v)$ of head h at layer ℓ* (the middle layer) from the query at answer token
+# $y_t$:
 #
-# $$\text{share}(x) = \frac{\sum_{v \in T} \bar a(v)}{\sum_{v \in V} \bar a(v)}, \qquad \bar a = \operatorname{mean}_{\ell, h}\, a_{\ell h}.$$
+# $$\text{share}(x, y) = \frac{\sum_{v \in T} \bar a(v)}{\sum_{v \in V} \bar a(v)}, \qquad \bar a = \operatorname{mean}_{h,\, t}\, a_{h,t}.$$
 #
-# A mismatching answer y is kept as rejected when share(x) < τ(layout, number of pictures) and PPL(y | x) > 1.1. The
-# pair (x, ground truth, y) then trains with the DPO loss.
+# A mismatching answer y is kept as rejected when share(x, y) < τ(layout, number of pictures) (≤ for the official
+# sequence thresholds) and PPL(y | x) > 1.1. The pair (x, ground truth, y) then trains with the DPO loss.
 
 # %%
 print(inspect.getsource(attention_ratio))
@@ -186,7 +217,7 @@ if profile == "toy":
         base = freeze_vision(vlm_base(world, ToyVLMConfig(steps=base_steps, seed=s)).to(dev))
         prep = ImagePrep.for_model(base)
         pool = vlm_rows(world.questions(n_pool, POOL_MIX, seed=1000 + s), tok, base)
-        cands = candidates(base, tok, pool, prep, seed=s, temperature=temperature)
+        cands = candidates(base, tok, pool, prep, seed=s, temperature=temperature, layer=attention_layer)
         wrong = [not world.correct(c, c["response"]) for c in cands]  # oracle, evaluation only
         confused = [world.confused(c, c["response"]) for c in cands]
         setup[s] = {
@@ -194,12 +225,18 @@ if profile == "toy":
             "eval": vlm_rows(world.eval_set(n_eval, seed=10_000 + s), tok, base),
             "auroc": auroc([-c["ratio"] for c in cands], confused),
             "selection": selection_report(cands, mia, wrong),
+            "removed": removed(cands, mia),
+            "official": selection_report(cands, MIAConfig(), wrong),
+            "median_thresholds": calibrate_thresholds(cands, 0.5),
         }  # fmt: skip
-    display(pd.DataFrame({s: {"auroc": v["auroc"], **v["selection"]} for s, v in setup.items()}).round(3))
+    display(pd.DataFrame({s: {"auroc": v["auroc"], **v["selection"],
+                              "removed_share (official thresholds)": v["official"]["removed_share"]}
+                          for s, v in setup.items()}).round(3))  # fmt: skip
 
 # %% [markdown]
-# The attention share of the SFT model's sampled answers, split by what the oracle says about them. Selection
-# keeps a mismatching answer when its share is below the threshold of its layout.
+# The attention share of the SFT model's answers, split by what the oracle says about them. Selection keeps a
+# mismatching answer when its share is below the threshold of its layout (the line: ours if `selection` is
+# "calibrated"; dashed: the official one).
 
 # %%
 if profile == "toy":
@@ -213,13 +250,14 @@ if profile == "toy":
     for i, v in enumerate(["correct", "confused", "other error"]):
         axes[0].hist(c0.loc[c0["verdict"] == v, "ratio"], bins=bins, alpha=0.5, label=v, color=plot.PALETTE[i])
     axes[0].set(xlabel="attention share on the target picture", ylabel="answers",
-                title=f"SFT model's answers, seed {seeds[0]}")  # fmt: skip
+                title=f"SFT model's greedy answers, seed {seeds[0]}")  # fmt: skip
     axes[0].legend()
     seq = c0[c0["format"] == "sequence"]
     for n, g in seq.groupby("n_images"):
         axes[1].scatter(np.full(len(g), n) + np.random.default_rng(0).uniform(-0.25, 0.25, len(g)), g["ratio"],
                         s=4, alpha=0.4, c=np.where(g["verdict"] == "confused", plot.PALETTE[1], plot.PALETTE[0]))  # fmt: skip
         axes[1].plot([n - 0.35, n + 0.35], [mia.thresholds["sequence"][n]] * 2, color="k", lw=1.5)
+        axes[1].plot([n - 0.35, n + 0.35], [MIAConfig().thresholds["sequence"][n]] * 2, color="k", lw=1, ls="--")
     axes[1].set(xlabel="pictures in the sequence", ylabel="attention share on the target",
                 title="blue: not confused, red: confused; line: τ")  # fmt: skip
     fig.tight_layout()
@@ -241,7 +279,7 @@ if profile == "toy":
         st = setup[s]
         data = arm_datasets(st["cands"], mia, VALUES, seed=s)
         st["sizes"] = {k: len(v) for k, v in data.items()}
-        st["reports"] = {"SFT": qa_report(st["base"], tok, world, st["eval"], st["prep"])}
+        st["reports"] = {"SFT": qa_report(st["base"], tok, world, st["eval"], st["prep"], layer=attention_layer)}
         for name, train_rows in data.items():
             cfg = TrainConfig(steps=steps, lr=lr, seed=s, desc=f"{name} s{s}")
             if name == "SFT on chosen":
@@ -249,7 +287,7 @@ if profile == "toy":
             else:
                 policy, _, hist = run_arm(st["base"], tok, train_rows, dpo_loss, cfg, batch_size=batch_size,
                                           extra=PixelBatch(st["prep"], copies=2), beta=beta)  # fmt: skip
-            st["reports"][name] = qa_report(policy, tok, world, st["eval"], st["prep"])
+            st["reports"][name] = qa_report(policy, tok, world, st["eval"], st["prep"], layer=attention_layer)
             hists[name, s] = hist.steps
             if s == seeds[0]:
                 models[name] = policy
@@ -283,8 +321,8 @@ if profile == "toy":
     figures.append(plot.save(fig, out, "per_image_count.png"))
 
 # %% [markdown]
-# Where the models look: held-out questions with the attention of the answer position drawn over each picture
-# (brighter = more attention), before (SFT) and after MIA-DPO. The target is boxed in green; the question, the
+# Where the models look: held-out questions with the attention of the answer's token (middle layer) drawn over each
+# picture (brighter = more attention), before (SFT) and after MIA-DPO. The target is boxed in green; the question, the
 # answer and the truth are in the titles.
 
 # %%
@@ -298,7 +336,7 @@ if profile == "toy":
         for c, name in enumerate(["SFT", "MIA-DPO"]):
             said = st["reports"][name]["answer"][i]
             model = st["base"] if name == "SFT" else models[name]
-            maps = attention_overlay(model, tok, row, st["prep"])
+            maps = attention_overlay(model, tok, row, st["prep"], said, attention_layer)
             asked = row["question"].split(IMAGE)[-1].strip()
             plot.pictures_with_attention(axes[2 * r + c], row["images"], maps, f"{name}: {asked} → {said} "
                                          f"(truth: {row['answer']})", targets=row["target_masks"])  # fmt: skip
@@ -313,8 +351,8 @@ if profile == "toy":
 # The same pipeline on any LLaVA-architecture model (`LlavaForConditionalGeneration`): 4-bit NF4 with LoRA on the
 # language model, the shapes world's pictures resized to the model's input size, and `template` around each
 # question. The shapes world's oracle still scores the answers, so the before/after table is exact for these
-# questions. The thresholds were set for LLaVA-1.5; the toy model's attention is not the paper's. No claim is
-# asserted.
+# questions. For a LLaVA-1.5 model set `selection = "official"` (thresholds set for LLaVA-1.5); our calibrated ones
+# are the toy model's. No claim is asserted.
 
 # %%
 if profile == "hf":
@@ -325,7 +363,8 @@ if profile == "hf":
     pool = vlm_rows(world.questions(n_pool, POOL_MIX, seed=1000 + seed), tok, base, template)
     ev = vlm_rows(world.eval_set(n_eval, seed=10_000 + seed), tok, base, template)
     before = qa_summary(qa_report(base, tok, world, ev, prep, max_new_tokens))
-    cands = candidates(base, tok, pool, prep, seed=seed, temperature=temperature, max_new_tokens=max_new_tokens)
+    cands = candidates(base, tok, pool, prep, seed=seed, temperature=temperature, max_new_tokens=max_new_tokens,
+                       layer=attention_layer)  # fmt: skip
     pairs = arm_datasets(cands, mia, VALUES, seed=seed)["MIA-DPO"]
     print(f"{len(pairs)} pairs kept of {sum(c['mismatch'] for c in cands)} mismatching answers")
     if pairs:
@@ -340,90 +379,122 @@ if profile == "hf":
 # %% [markdown]
 # ## Claims: paper vs ours
 #
-# Each rule is applied to every seed. The ledger records how many seeds passed (*old rule: k/n seeds*); a sign that
-# holds on every seed is not evidence, and these claims are to be restated with intervals and minimum effects
-# (`prefkit.claims`). M3's band is the 95% interval of a difference of two accuracies on the same `n_eval`
-# single-picture questions, 1.96 · √(2 p (1 − p) / n). The rules were fixed before the claim runs. In smoke mode (one
-# seed, a short base, 8 steps) only S2 is asserted; the rest are recorded as *not asserted*.
+# Fixed before the claim runs. Every comparison of arms is paired per held-out question (the same questions under
+# every arm of a seed) and judged with `prefkit.claims`: a hierarchical bootstrap over seeds, then questions. A seed
+# trains its own SFT base, pool and arms.
+#
+# - **delta = 0.02** (accuracy, confusion rate or attention share, as a fraction) for M1, M2, M4-M7. Why: the paper's
+#   multi-image gain is 3.0 points (40.4 → 43.4); two points is two-thirds of it, the smallest change a reader
+#   choosing a data recipe would act on. It is also about the 95% half-width of a paired difference on one seed's
+#   1600 multi-picture questions (800 sequences of 2-5), so a smaller effect could not be told from zero here.
+# - **M3: non-inferiority margin 0.02** (single-image accuracy), one-sided: the paper reports 51.6 → 51.7 and calls
+#   it unchanged; a loss of two points would cancel a gain of the size M2 asks for. A rise is fine.
+# - **G1: at least 30% of the mismatching answers removed** (units: mismatching answers in the pool; the 95%
+#   interval's low end must exceed 0.30). Below that, "with selection" and "without" train on mostly the same pairs.
+# - **G2: SFT confusion on sequences of 2-5 above 0.05**: with less, M1 and M7 have nothing to move.
+# - **A1: AUROC above 0.5 by 0.05** (one number per seed, t-interval over seeds): a detector that barely beats a coin
+#   would not separate real errors from paraphrases. **S1: delta 0.05**, unpaired (different questions at 2 and 5
+#   pictures).
+#
+# In smoke mode (one seed, a 120-step base, 8 training steps) only G2 is asserted: a barely trained model confuses
+# pictures robustly; the rest are recorded as *not asserted*.
 
 # %%
 claims = []
+DELTA = 0.02  # accuracy / confusion / share (see above)
+MARGIN = 0.02  # M3's non-inferiority margin (single-image accuracy)
 if profile == "toy":
-    t = table.set_index(["arm", "seed"])
-    col = lambda arm, c: t.loc[arm, c].loc[seeds].to_numpy()  # noqa: E731
     m, sft = "MIA-DPO", "SFT"
-    p = col(sft, "single_acc")
-    band = 1.96 * np.sqrt(2 * p * (1 - p) / np.maximum(col(sft, "single_n"), 1))
-    claims.append(make_claim(
+    cells = {"single": lambda r: (r["format"] == "sequence") & (r["n_images"] == 1)}
+    cells["seq"] = lambda r: (r["format"] == "sequence") & (r["n_images"] > 1)
+    cells["multi"] = lambda r: ~cells["single"](r)
+
+    def units(arm, col, cell):
+        """Per seed, the arm's per-question values of ``col`` on the held-out questions of ``cell`` (in order)."""
+        return [setup[s]["reports"][arm].loc[lambda r: cells[cell](r), col].astype(float).to_numpy() for s in seeds]
+
+    def counts(arm, col, cell):
+        return {a: [float(u.mean()) for u in units(a, col, cell)] for a in (sft, arm)}
+
+    claims.append(gate(
+        "G1", "attention-aware selection removes at least 30% of the mismatching answers",
+        "share of the SFT model's mismatching answers that selection drops", [setup[s]["removed"] for s in seeds], 0.30,
+        asserted=not smoke, paper="selection keeps the answers given while looking elsewhere",
+        extra={"selection": selection, "thresholds": mia.thresholds,
+               "removed_official": [setup[s]["official"]["removed_share"] for s in seeds]},
+    ))  # fmt: skip
+    claims.append(gate(
+        "G2", "the SFT model confuses pictures", "SFT confusion rate (sequences of 2-5)", units(sft, "confused", "seq"),
+        0.05, paper="sequence confusion in LLaVA-1.5 (Fig. 1)",
+    ))  # fmt: skip
+    claims.append(compare(
         "M1", "MIA-DPO lowers multi-image confusion", "confusion (sequences of 2-5): MIA-DPO - SFT",
-        col(m, "seq_conf") - col(sft, "seq_conf"), lambda v: v < 0, "< 0 per seed", asserted=not smoke,
-        paper="fewer multi-image hallucinations (sequence confusion, element interference)",
-        extra={"sft": col(sft, "seq_conf").tolist(), "mia_dpo": col(m, "seq_conf").tolist()},
+        units(m, "confused", "seq"), units(sft, "confused", "seq"), delta=DELTA, direction="less", requires=["G2"],
+        asserted=not smoke, paper="fewer multi-image hallucinations (sequence confusion, element interference)",
+        extra=counts(m, "confused", "seq"),
     ))  # fmt: skip
-    claims.append(make_claim(
+    claims.append(compare(
         "M2", "MIA-DPO raises multi-image accuracy", "accuracy (every multi-picture prompt): MIA-DPO - SFT",
-        col(m, "multi_acc") - col(sft, "multi_acc"), lambda v: v > 0, "> 0 per seed", asserted=not smoke,
-        paper="LLaVA-1.5 multi-image average 40.4 → 43.4 (+3.0)",
-        extra={"sft": col(sft, "multi_acc").tolist(), "mia_dpo": col(m, "multi_acc").tolist()},
+        units(m, "correct", "multi"), units(sft, "correct", "multi"), delta=DELTA, asserted=not smoke,
+        paper="LLaVA-1.5 multi-image average 40.4 → 43.4 (+3.0)", extra=counts(m, "correct", "multi"),
     ))  # fmt: skip
-    d = col(m, "single_acc") - p
-    claims.append(make_claim(
-        "M3", "single-image accuracy stays within noise", "|single-image accuracy: MIA-DPO - SFT| - 95% band",
-        np.abs(d) - band, lambda v: v <= 0, "<= 0 per seed", asserted=not smoke,
-        paper="single-image average 51.6 → 51.7", extra={"difference": d.tolist(), "band": band.tolist()},
+    claims.append(compare(
+        "M3", "single-image accuracy does not fall by more than 0.02", "single-image accuracy: MIA-DPO - SFT",
+        units(m, "correct", "single"), units(sft, "correct", "single"), margin=MARGIN, asserted=not smoke,
+        paper="single-image average 51.6 → 51.7", extra=counts(m, "correct", "single"),
     ))  # fmt: skip
-    for cid, other, statement in [
-        ("M4", "DPO (all mismatches)", "attention-aware selection beats all mismatching answers"),
-        ("M5", "DPO (random rejected)", "the model's own mistakes beat random wrong answers as rejected"),
-        ("M6", "SFT on chosen", "MIA-DPO beats SFT on the same prompts' ground truth"),
-    ]:
-        claims.append(make_claim(
-            cid, statement, f"multi-image accuracy: MIA-DPO - {other}",
-            col(m, "multi_acc") - col(other, "multi_acc"), lambda v: v > 0, "> 0 per seed", asserted=not smoke,
-            paper="ablation: selection helps" if cid == "M4" else "—",
-            extra={"other": col(other, "multi_acc").tolist(), "pairs": col(other, "pairs").tolist()},
+    for cid, other, statement, paper, req in [
+        ("M4", "DPO (all mismatches)", "attention-aware selection beats DPO on all mismatching answers",
+         "ablation: selection helps", ["G1"]),
+        ("M5", "DPO (random rejected)", "the model's own mistakes beat random wrong answers as rejected", "—", []),
+        ("M6", "SFT on chosen", "MIA-DPO beats SFT on the same prompts' ground truth", "—", []),
+    ]:  # fmt: skip
+        claims.append(compare(
+            cid, statement, f"multi-image accuracy: MIA-DPO - {other}", units(m, "correct", "multi"),
+            units(other, "correct", "multi"), delta=DELTA, kind="secondary", requires=req, asserted=not smoke,
+            paper=paper, extra={"other": [float(u.mean()) for u in units(other, "correct", "multi")],
+                                "pairs": [setup[s]["sizes"].get(other, 0) for s in seeds],
+                                "mia_pairs": [setup[s]["sizes"]["MIA-DPO"] for s in seeds]},
         ))  # fmt: skip
-    claims.append(make_claim(
+    claims.append(compare(
         "M7", "attention on the target rises after MIA-DPO", "attention share (sequences of 2-5): MIA-DPO - SFT",
-        col(m, "seq_ratio") - col(sft, "seq_ratio"), lambda v: v > 0, "> 0 per seed", asserted=not smoke,
-        paper="attention moves to the right image after MIA-DPO (attention maps)",
+        units(m, "ratio", "seq"), units(sft, "ratio", "seq"), delta=DELTA, kind="secondary", requires=["G2"],
+        asserted=not smoke, paper="attention moves to the right image after MIA-DPO (attention maps)",
+        extra=counts(m, "ratio", "seq"),
     ))  # fmt: skip
-    claims.append(make_claim(
-        "A1", "the attention share detects confusion", "AUROC of −share for confused sampled answers",
-        [setup[s]["auroc"] for s in seeds], lambda v: v > 0.5, "> 0.5 per seed", asserted=not smoke,
+    claims.append(per_seed(
+        "A1", "the attention share detects confusion", "AUROC of −share for confused answers (SFT, pool) - 0.5",
+        [setup[s]["auroc"] for s in seeds], 0.5, delta=0.05, kind="secondary", asserted=not smoke,
         paper="low attention on the target marks a hallucinated answer (the premise of selection)",
         extra={k: [setup[s]["selection"][k] for s in seeds] for k in setup[seeds[0]]["selection"]},
     ))  # fmt: skip
-    claims.append(make_claim(
-        "S1", "the SFT model gets confused by more pictures", "confusion at 5 pictures - at 2 (SFT)",
-        col(sft, "conf/sequence:5") - col(sft, "conf/sequence:2"), lambda v: v > 0, "> 0 per seed",
-        asserted=not smoke, paper="sanity",
-    ))  # fmt: skip
-    shares = np.concatenate([setup[s]["reports"]["SFT"]["ratio"].to_numpy() for s in seeds])
-    single = np.concatenate([(setup[s]["reports"]["SFT"]["format"] == "sequence") & (setup[s]["reports"]["SFT"]["n_images"] == 1) for s in seeds])  # fmt: skip
-    claims.append(make_claim(
-        "S2", "attention shares are proportions; one picture gets all of it",
-        "max violation (share outside [0, 1], or single-picture share != 1)",
-        [float(max(np.max(-shares), np.max(shares - 1), np.max(np.abs(shares[single] - 1))))],
-        lambda v: v < 1e-5, "< 1e-5", paper="sanity",
+    at = lambda n: [u[setup[s]["reports"][sft].loc[lambda r: cells["seq"](r), "n_images"].to_numpy() == n]  # noqa: E731
+                    for s, u in zip(seeds, units(sft, "confused", "seq"))]  # fmt: skip
+    claims.append(compare(
+        "S1", "the SFT model gets confused by more pictures", "SFT confusion: 5 pictures - 2 pictures", at(5), at(2),
+        delta=0.05, kind="secondary", paired=False, asserted=not smoke, paper="—",
     ))  # fmt: skip
 else:
-    claims.append(make_claim(
-        "hf-multi", "multi-image accuracy after MIA-DPO on your model (not asserted)", "multi-image accuracy: after - before",
-        [after["multi_acc"] - before["multi_acc"]], lambda v: v > 0, "> 0", asserted=False,
+    claims.append(per_seed(
+        "hf-multi", "multi-image accuracy after MIA-DPO on your model (not asserted)",
+        "multi-image accuracy: after - before", [after["multi_acc"]], [before["multi_acc"]], delta=DELTA,
+        asserted=False,
     ))  # fmt: skip
 display(claims_table(claims))
 
 # %%
 names = ["seed", "n_seeds", "smoke", "profile", "model_name", "quantize", "template", "max_new_tokens", "base_steps",
-         "n_pool", "n_eval", "temperature", "beta", "min_perplexity", "lr", "steps", "batch_size", "lora_r", "lora_lr"]  # fmt: skip
+         "n_pool", "n_eval", "temperature", "attention_layer", "selection", "calibrated", "beta", "min_perplexity",
+         "lr", "steps", "batch_size", "lora_r", "lora_lr"]  # fmt: skip
 params = {k_: globals()[k_] for k_ in names}
-params.update(thresholds={f: {str(k): v for k, v in d.items()} for f, d in mia.thresholds.items()}, pool_mix=POOL_MIX)
+params.update(thresholds={f: {str(k): v for k, v in d.items()} for f, d in mia.thresholds.items()},
+              inclusive=mia.inclusive, pool_mix=POOL_MIX, claim_delta=DELTA, claim_margin=MARGIN)  # fmt: skip
 extra = {"notebook": "09_mia_dpo"}
 if profile == "toy":
     params["base"] = asdict(ToyVLMConfig(steps=base_steps, seed=seeds[0]))
     extra.update(arms=table.to_dict("records"), selection={s: setup[s]["selection"] for s in seeds},
-                 auroc={s: setup[s]["auroc"] for s in seeds})  # fmt: skip
+                 selection_official={s: setup[s]["official"] for s in seeds}, auroc={s: setup[s]["auroc"] for s in seeds},
+                 median_thresholds={s: setup[s]["median_thresholds"] for s in seeds})  # fmt: skip
 else:
     extra.update(before=before, after=after)
 path = write_result(

@@ -6,9 +6,9 @@ unchanged: a row's ``prompt`` becomes token ids with the image token repeated on
 (:func:`vlm_rows`), its ``images`` become ``pixel_values`` next to the batch (:class:`PixelBatch`, an ``extra`` for
 :class:`prefkit.train.StepBatches`), and :func:`prefkit.logps.sequence_logps` takes the ``pixel_values``.
 
-:func:`attention_ratio` is MIA-DPO's signal (Liu et al. 2024, arXiv:2410.17637): of the attention that the position
-predicting the answer pays to visual tokens, the share that goes to the target picture's tokens (mean over layers
-and heads). It needs eager attention, which :func:`tiny_llava` and :func:`prefkit.models.load_vlm` switch on.
+:func:`attention_ratio` is MIA-DPO's signal (Liu et al. 2024, arXiv:2410.17637): of the attention that the answer's
+tokens pay to visual tokens, the share that goes to the target picture's tokens (one layer, the middle one by
+default, mean over heads and answer tokens, as the official data scripts read it). It needs eager attention, which :func:`tiny_llava` and :func:`prefkit.models.load_vlm` switch on.
 """
 
 from __future__ import annotations
@@ -248,12 +248,34 @@ def target_token_mask(model, row: dict) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _layer_index(layer: int | str, n_layers: int) -> int | None:
+    """``"middle"`` -> L // 2 (the official code reads layer 16 of LLaVA-1.5-7B's 32), ``"all"`` -> None (mean over
+    layers), an int -> itself (negative counts from the top)."""
+    if layer == "all":
+        return None
+    if layer == "middle":
+        return n_layers // 2
+    if isinstance(layer, int) and -n_layers <= layer < n_layers:
+        return layer % n_layers
+    raise ValueError(f"layer must be 'middle', 'all' or an int in [{-n_layers}, {n_layers}), got {layer!r}")
+
+
 @torch.no_grad()
-def _answer_attention(model, tokenizer, rows: Sequence[dict], prep: ImagePrep) -> tuple[Tensor, Tensor]:
-    """Attention from the position that predicts the answer's first token: ((B, T) mean over layers and heads,
-    (B, T) input ids)."""
+def _answer_attention(
+    model, tokenizer, rows: Sequence[dict], prep: ImagePrep, responses: Sequence[str] | None, layer: int | str
+) -> tuple[Tensor, Tensor]:
+    """The attention that the answer pays to the prompt: ((B, T) attention, (B, T) input ids).
+
+    With ``responses``, the queries are the response's tokens (prompt + response in one forward, no EOS) and the rows
+    are averaged over them; a row whose response is empty, and every row when ``responses`` is None, uses the
+    position that predicts the answer's first token instead. Heads are averaged; ``layer`` picks one layer
+    (``"middle"``, an int) or averages all (``"all"``).
+    """
     device = next(model.parameters()).device
-    batch = encode(tokenizer, [r["prompt"] for r in rows], [[] for _ in rows], add_eos=False)
+    said = [""] * len(rows) if responses is None else list(responses)
+    if len(said) != len(rows):
+        raise ValueError(f"{len(said)} responses for {len(rows)} rows")
+    batch = encode(tokenizer, [r["prompt"] for r in rows], said, add_eos=False)
     out = model(
         input_ids=batch["input_ids"].to(device),
         attention_mask=batch["attention_mask"].to(device),
@@ -263,21 +285,41 @@ def _answer_attention(model, tokenizer, rows: Sequence[dict], prep: ImagePrep) -
     )
     if not out.attentions or out.attentions[0] is None:
         raise RuntimeError("the model returned no attention maps: load it with attn_implementation='eager'")
-    q = _last_positions(batch["attention_mask"]).to(device)
-    b = torch.arange(len(rows), device=device)
-    att = torch.stack([a[b, :, q].float().mean(1) for a in out.attentions]).mean(0)  # (B, T)
-    return att.cpu(), batch["input_ids"]
+    idx = _layer_index(layer, len(out.attentions))
+    heads = [a.float().mean(1) for a in out.attentions]  # per layer (B, T, T), mean over heads
+    att = heads[idx] if idx is not None else torch.stack(heads).mean(0)  # (B, T_query, T_key)
+    queries = batch["response_mask"].to(device).float()  # (B, T): the response's tokens
+    empty = queries.sum(-1) == 0
+    last_prompt = (batch["attention_mask"].sum(-1) - 1 - batch["response_mask"].sum(-1)).to(device)  # (B,)
+    queries[empty, last_prompt[empty]] = 1.0
+    rows_att = (queries[:, :, None] * att).sum(1) / queries.sum(-1, keepdim=True)  # (B, T_key), mean over queries
+    return rows_att.cpu(), batch["input_ids"]
 
 
-def attention_ratio(model, tokenizer, rows: Sequence[dict], prep: ImagePrep, batch_size: int = 64) -> np.ndarray:
-    """(N,) share of visual attention on the target picture, at the position that predicts the answer's first token,
-    averaged over layers and heads (MIA-DPO, Liu et al. 2024, §3.2)."""
+def attention_ratio(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    prep: ImagePrep,
+    responses: Sequence[str] | None = None,
+    layer: int | str = "middle",
+    batch_size: int = 64,
+) -> np.ndarray:
+    """(N,) share of the visual attention that falls on the target picture (MIA-DPO, Liu et al. 2024, §3.2):
+
+        share(x, y) = Σ_{v ∈ target} ā(v) / Σ_{v ∈ visual} ā(v),  ā = mean over heads and over the answer y's tokens
+
+    read at one ``layer`` (``"middle"``: L // 2, as the official code reads layer 16 of 32). ``responses`` are the
+    answers whose tokens are the queries (the official code: the greedy answer); without them, the position that
+    predicts the answer's first token. The official code averages per picture and divides by the sum of the
+    pictures' averages; with equally many tokens per picture that is the same share."""
     was_training = model.training
     model.eval()
     image_id, ratios = image_token_id(model), []
     for s in range(0, len(rows), batch_size):
         chunk = rows[s : s + batch_size]
-        att, ids = _answer_attention(model, tokenizer, chunk, prep)
+        said = None if responses is None else responses[s : s + batch_size]
+        att, ids = _answer_attention(model, tokenizer, chunk, prep, said, layer)
         for i, r in enumerate(chunk):
             a = att[i][ids[i] == image_id]  # attention on each visual token, in order
             target = torch.from_numpy(target_token_mask(model, r))
@@ -300,12 +342,14 @@ def answer_perplexity(model, tokenizer, rows: Sequence[dict], responses: Sequenc
     return torch.exp(-logps / counts.clamp(min=1)).cpu().numpy()
 
 
-def qa_report(model, tokenizer, world, rows: Sequence[dict], prep: ImagePrep, max_new_tokens: int = 1) -> pd.DataFrame:
-    """Greedy answers to ``vlm_rows`` scored by the world's oracle: one row per question with ``format``,
-    ``n_images``, ``answer``, ``correct``, ``confused`` (another picture's value) and ``ratio`` (attention on the
-    target)."""
+def qa_report(
+    model, tokenizer, world, rows: Sequence[dict], prep: ImagePrep, max_new_tokens: int = 1, layer: int | str = "middle"
+) -> pd.DataFrame:
+    """Greedy answers to ``vlm_rows`` scored by the world's oracle: one row per question (in the rows' order, so two
+    models' reports pair up) with ``format``, ``n_images``, ``answer``, ``correct``, ``confused`` (another picture's
+    value) and ``ratio`` (attention share on the target, :func:`attention_ratio` over the answer's tokens)."""
     said = answers(model, tokenizer, rows, prep, max_new_tokens=max_new_tokens)
-    ratio = attention_ratio(model, tokenizer, rows, prep)
+    ratio = attention_ratio(model, tokenizer, rows, prep, said, layer)
     return pd.DataFrame(
         {
             "format": [r["format"] for r in rows],
@@ -318,12 +362,15 @@ def qa_report(model, tokenizer, world, rows: Sequence[dict], prep: ImagePrep, ma
     )
 
 
-def attention_overlay(model, tokenizer, row: dict, prep: ImagePrep) -> list[np.ndarray]:
-    """Per picture of a ``vlm_rows`` row, a (g, g) map of the attention that the answer position pays to each patch
-    (normalised over all of the row's visual tokens), for drawing over the picture."""
+def attention_overlay(
+    model, tokenizer, row: dict, prep: ImagePrep, response: str | None = None, layer: int | str = "middle"
+) -> list[np.ndarray]:
+    """Per picture of a ``vlm_rows`` row, a (g, g) map of the attention that the answer pays to each patch (as
+    :func:`attention_ratio` reads it, normalised over all of the row's visual tokens), for drawing over the
+    picture."""
     was_training = model.training
     model.eval()
-    att, ids = _answer_attention(model, tokenizer, [row], prep)
+    att, ids = _answer_attention(model, tokenizer, [row], prep, None if response is None else [response], layer)
     model.train(was_training)
     a = att[0][ids[0] == image_token_id(model)]
     a = (a / a.sum()).numpy()
@@ -351,8 +398,9 @@ def qa_summary(report: pd.DataFrame) -> dict[str, float]:
 
 
 def freeze_vision(model):
-    """Freeze the vision tower and the projector, so that training updates the language model only (as MIA-DPO
-    does with LLaVA-1.5, whose CLIP encoder stays frozen). Returns the model."""
+    """Freeze the vision tower and the projector, so that training updates the language model only, as MIA-DPO's
+    official DPO run does with LLaVA-1.5 (``--freeze_mm_mlp_adapter True`` freezes the projector and the CLIP tower
+    is frozen; LoRA goes on the language model's linear layers only). Returns the model."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for module in (base.model.vision_tower, base.model.multi_modal_projector):
         for p in module.parameters():

@@ -11,7 +11,18 @@ import torch
 from prefkit.evaluate import auroc
 from prefkit.logps import encode, sequence_logps
 from prefkit.losses import dpo_loss
-from prefkit.mia_dpo import MIAConfig, keep, mismatch_pairs, random_rejected, selected_pairs, selection_report
+from prefkit.mia_dpo import (
+    MIAConfig,
+    calibrate_thresholds,
+    format_thresholds,
+    keep,
+    mismatch_pairs,
+    parse_thresholds,
+    random_rejected,
+    removed,
+    selected_pairs,
+    selection_report,
+)
 from prefkit.models import Reference, load_vlm
 from prefkit.toy import run_arm
 from prefkit.train import TrainConfig
@@ -136,21 +147,48 @@ def test_sequence_logps_with_pictures_match_the_full_forward(world, vlm, rows):
     assert not torch.allclose(other, logps)  # the pictures reach the log-probs
 
 
-def test_attention_ratio_matches_a_direct_computation(world, vlm, rows):
+def _direct_share(vlm, prep, row, image_id, response_ids, layer):
+    """The target's share of the visual attention, computed the long way for one row: the queries are the response's
+    tokens (or the last prompt position without any), ``layer`` one layer's index or None for the mean over all."""
+    ids = torch.tensor([list(row["prompt"]) + response_ids])
+    with torch.no_grad():
+        out = vlm(input_ids=ids, pixel_values=prep(row["images"]), output_attentions=True)
+    q = list(range(len(row["prompt"]), ids.shape[1])) or [len(row["prompt"]) - 1]
+    maps = out.attentions if layer is None else [out.attentions[layer]]
+    a = torch.stack([x[0][:, q] for x in maps]).mean((0, 1, 2))[ids[0] == image_id]  # layers, heads, queries
+    t = torch.from_numpy(target_token_mask(vlm, row))
+    return float(a[t].sum() / a.sum())
+
+
+@pytest.mark.parametrize("layer", ["all", "middle", 0, -1])
+def test_attention_ratio_matches_a_direct_computation(world, vlm, rows, layer):
     prep = ImagePrep.for_model(vlm)
-    ratios = attention_ratio(vlm, world.tokenizer, rows, prep, batch_size=7)
-    assert ratios.shape == (len(rows),) and np.all((ratios >= 0) & (ratios <= 1 + 1e-6))
-    image_id = world.tokenizer.convert_tokens_to_ids(IMAGE)
-    for i in (0, 3, 11):
+    tok = world.tokenizer
+    image_id = tok.convert_tokens_to_ids(IMAGE)
+    said = ["red", "", "large disc", *["square"] * (len(rows) - 3)]  # one word, none, two words
+    ratios = attention_ratio(vlm, tok, rows, prep, batch_size=7, layer=layer)
+    answered = attention_ratio(vlm, tok, rows, prep, said, batch_size=7, layer=layer)
+    index = {"all": None, "middle": SMALL.layers // 2}.get(layer, layer)
+    for r in (ratios, answered):
+        assert r.shape == (len(rows),) and np.all((r >= 0) & (r <= 1 + 1e-6))  # a share is a proportion
+    for i in (0, 1, 2, 3, 11):
         r = rows[i]
-        ids = torch.tensor([r["prompt"]])
-        with torch.no_grad():
-            out = vlm(input_ids=ids, pixel_values=prep(r["images"]), output_attentions=True)
-        a = torch.stack([x[0, :, -1] for x in out.attentions]).mean((0, 1))[ids[0] == image_id]
-        t = torch.from_numpy(target_token_mask(vlm, r))
-        assert ratios[i] == pytest.approx(float(a[t].sum() / a.sum()), abs=1e-5)
-        if len(r["images"]) == 1 and r["format"] == "sequence":
-            assert ratios[i] == pytest.approx(1.0)
+        assert ratios[i] == pytest.approx(_direct_share(vlm, prep, r, image_id, [], index), abs=1e-5)
+        ids = tok(said[i], add_special_tokens=False)["input_ids"] if said[i] else []
+        assert answered[i] == pytest.approx(_direct_share(vlm, prep, r, image_id, ids, index), abs=1e-5)
+    assert answered[1] == pytest.approx(ratios[1])  # an empty answer falls back to the last prompt position
+    assert not np.allclose(answered, ratios)  # the answer's tokens are the queries
+    single = [i for i, r in enumerate(rows) if r["format"] == "sequence" and len(r["images"]) == 1]
+    assert single and np.allclose(answered[single], 1.0) and np.allclose(ratios[single], 1.0)
+
+
+def test_attention_layer_is_checked(world, vlm, rows):
+    prep = ImagePrep.for_model(vlm)
+    for bad in (SMALL.layers, -SMALL.layers - 1, "top"):
+        with pytest.raises(ValueError, match="layer must be 'middle', 'all' or an int"):
+            attention_ratio(vlm, world.tokenizer, rows[:2], prep, layer=bad)
+    with pytest.raises(ValueError, match="1 responses for 2 rows"):
+        attention_ratio(vlm, world.tokenizer, rows[:2], prep, ["red"])
 
 
 def test_target_tokens_of_a_grid_cell_and_a_pip_inset(world, vlm):
@@ -219,14 +257,57 @@ def _cand(fmt="sequence", n=3, mismatch=True, ratio=0.5, ppl=2.0, response="blue
             "response": response, "answer": "red", "attribute": "colour", "prompt": [1, 2], "images": []}  # fmt: skip
 
 
-def test_selection_follows_the_thresholds():
+def test_selection_follows_the_official_thresholds():
     cfg = MIAConfig()
-    assert keep(_cand(n=3, ratio=0.69), cfg) and not keep(_cand(n=3, ratio=0.70), cfg)
-    assert keep(_cand(n=2, ratio=0.79), cfg) and not keep(_cand(n=5, ratio=0.61), cfg)
+    assert cfg.thresholds == {"sequence": {2: 0.8, 3: 0.7, 4: 0.6, 5: 0.6}, "grid": {2: 0.7, 3: 0.6, 4: 0.5, 6: 0.4, 9: 0.3},
+                              "pip": {2: 0.8}}  # fmt: skip
+    assert keep(_cand(n=3, ratio=0.70), cfg) and not keep(_cand(n=3, ratio=0.71), cfg)  # sequences: <=
+    assert keep(_cand(n=2, ratio=0.8), cfg) and not keep(_cand(n=5, ratio=0.61), cfg)
+    assert keep(_cand("grid", 4, ratio=0.49), cfg) and not keep(_cand("grid", 4, ratio=0.5), cfg)  # grids: <
+    assert keep(_cand("pip", 2, ratio=0.79), cfg) and not keep(_cand("pip", 2, ratio=0.8), cfg)  # pic-in-pic: <
     assert not keep(_cand(ppl=1.1), cfg) and keep(_cand(ppl=1.11), cfg)
     assert not keep(_cand(mismatch=False, ratio=0.1), cfg)
+    strict = MIAConfig(inclusive={"sequence": False})
+    assert not keep(_cand(n=3, ratio=0.70), strict) and keep(_cand(n=3, ratio=0.69), strict)
     with pytest.raises(ValueError, match="no attention threshold for format 'sequence' with 1 images"):
         keep(_cand(n=1), cfg)
+
+
+def test_thresholds_parse_and_print():
+    text = "sequence:2<0.41, sequence:5<0.2, grid:4<0.3, pip:2<0.55"
+    th = parse_thresholds(text)
+    assert th == {"sequence": {2: 0.41, 5: 0.2}, "grid": {4: 0.3}, "pip": {2: 0.55}}
+    assert parse_thresholds(format_thresholds(th)) == th
+    for bad, msg in [("sequence:2", "not of the form"), ("sequence<0.3", "not of the form"),
+                     ("grid:x<0.3", "not of the form"), ("grid:2=0.3", "not of the form"),
+                     ("pip:2<1.5", r"lies in \[0, 1\]"), ("grid:2<0.3, grid:2<0.4", "given twice"),
+                     (" , ", "no thresholds")]:  # fmt: skip
+        with pytest.raises(ValueError, match=msg):
+            parse_thresholds(bad)
+
+
+def test_calibrated_thresholds_keep_the_asked_share():
+    rng = np.random.default_rng(0)
+    cands = [_cand("sequence", 2, ratio=float(r)) for r in rng.uniform(0.3, 1.0, 400)]
+    cands += [_cand("grid", 4, ratio=float(r)) for r in rng.uniform(0.0, 0.5, 200)]
+    cands += [_cand("grid", 4, mismatch=False, ratio=0.0) for _ in range(300)]  # matches never set a threshold
+    for share in (0.3, 0.5, 0.8):
+        th = calibrate_thresholds(cands, share, fallback={"grid": {2: 0.9, 4: 0.9}})
+        assert th["grid"][2] == 0.9  # no mismatching answer there: the fallback's value
+        assert set(th) == {"sequence", "grid"} and 0.3 < th["sequence"][2] < 1.0 and 0 < th["grid"][4] < 0.5
+        cfg = MIAConfig(thresholds=th, inclusive={})
+        for fmt, n in [("sequence", 2), ("grid", 4)]:
+            cell = [c for c in cands if (c["format"], c["n_images"]) == (fmt, n) and c["mismatch"]]
+            kept = np.mean([keep(c, cfg) for c in cell])
+            assert share - 0.01 <= kept + 1 / len(cell) and kept <= share  # strict <: at most the share
+        gone = removed(cands, cfg)
+        assert gone.shape == (600,) and gone.mean() == pytest.approx(1 - share, abs=0.01)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="keep_share"):
+            calibrate_thresholds(cands, bad)
+    assert calibrate_thresholds(cands, 0.5)["pip"] == {2: 0.8}  # the official thresholds fill in by default
+    with pytest.raises(ValueError, match="no mismatching candidates"):
+        calibrate_thresholds([_cand(mismatch=False)], 0.5)
 
 
 def test_pairs_and_controls():
