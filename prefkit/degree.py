@@ -12,6 +12,14 @@ Here key words are *replaced* by other words of the responses' vocabulary rather
 length does not give its degree away (the paper removes them; see the notebook). The variants come from the
 responses alone: RAKE never sees an oracle or a label.
 
+``DegreeHead(paired=True)`` (our choice, not the paper's) also shows the head the response the variant was made
+from: it classifies the difference of the two pooled states, δ = h̄(x, ỹ) - h̄(x, y), through the features
+[δ, |δ|]. A variant alone leaves the degree unknowable whenever the original was itself imperfect (how many of a
+sampled answer's letters were replaced cannot be read off an answer that was wrong to begin with); given the pair,
+degree 0 is δ = 0 exactly, and more replaced words give a larger |δ|. The original's forward runs without
+gradient (it is the anchor the variant is measured from), so the degree loss reaches the policy through the
+variant, as with the unpaired head.
+
 Use: ``task = DegreeTask(DegreeHead(hidden, C), tokenizer, lam)``; rows from :func:`add_degree_variants`;
 ``StepBatches(rows, ..., extra=task.batch)`` and ``train(policy, task.objective(loss_fn), ...)``
 (or ``prefkit.toy.run_arm(..., aux=task)``).
@@ -90,7 +98,7 @@ def add_degree_variants(
     delimiters: Collection[str] = PUNCTUATION,
 ) -> list[dict]:
     """Copies of preference ``rows`` with one variant of each response in ``fields`` at a uniformly drawn degree:
-    ``degree_texts`` and ``degree_labels`` (lists aligned with ``fields``).
+    ``degree_texts``, ``degree_labels`` and ``degree_sources`` (the field each variant was made from), aligned lists.
 
     ``shuffle_labels=True`` permutes the labels across the whole data set (the texts stay): the control that keeps the
     head, the extra forward and the label distribution but removes the information. A response with no content word
@@ -115,7 +123,9 @@ def add_degree_variants(
                 degree_variant(r[f], d, config.n_degrees, rng, vocab, config.key_fraction, stopwords, delimiters)
             )
             labels.append(d)
-        out.append({**r, "degree_texts": texts, "degree_labels": labels, "degree_skipped": skipped})
+        sources = [f for f in fields if f not in skipped]  # the field each variant was made from, aligned with texts
+        out.append({**r, "degree_texts": texts, "degree_labels": labels, "degree_skipped": skipped,
+                    "degree_sources": sources})  # fmt: skip
     if shuffle_labels:
         flat = [d for r in out for d in r["degree_labels"]]
         rng.shuffle(flat)
@@ -125,16 +135,48 @@ def add_degree_variants(
 
 
 class DegreeHead(torch.nn.Module):
-    """Degree classifier on the policy's last hidden states, mean-pooled over the response tokens."""
+    """Degree classifier on the policy's last hidden states, mean-pooled over the response tokens.
 
-    def __init__(self, hidden_size: int, n_degrees: int):
+    ``paired=False``: logits = W h̄(x, ỹ) from the variant alone. ``paired=True``: logits = W [δ, |δ|] with
+    δ = h̄(x, ỹ) - h̄(x, y), the variant against the response it was made from (see the module docstring).
+    The weights start at zero, so L_degree starts at exactly ln C whatever the states. ``scale`` multiplies the
+    logits: under Adam every parameter moves by about the learning rate per step whatever its gradient, so a head
+    trained at the policy's small learning rate (1e-4 for full fine-tuning) learns ``scale`` times faster, as if it
+    had its own learning rate ``scale`` times the policy's.
+    """
+
+    def __init__(self, hidden_size: int, n_degrees: int, paired: bool = False, scale: float = 1.0):
         super().__init__()
-        self.proj = torch.nn.Linear(hidden_size, n_degrees)
+        if n_degrees < 2:
+            raise ValueError(f"need at least 2 degree classes, got {n_degrees}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.paired, self.scale = paired, float(scale)
+        self.proj = torch.nn.Linear(2 * hidden_size if paired else hidden_size, n_degrees)
+        torch.nn.init.zeros_(self.proj.weight)
+        torch.nn.init.zeros_(self.proj.bias)
 
-    def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:  # (N, T, H), (N, T) -> (N, C)
+    @staticmethod
+    def pool(hidden: Tensor, mask: Tensor) -> Tensor:  # (N, T, H), (N, T) -> (N, H)
         m = mask.to(hidden.dtype)[..., None]  # (N, T, 1)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)  # (N, H)
-        return self.proj(pooled.to(self.proj.weight.dtype))
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+    def forward(
+        self,
+        hidden: Tensor,  # (N, T, H) the variants'
+        mask: Tensor,  # (N, T) 1 on the variants' response tokens
+        source_hidden: Tensor | None = None,  # (N, T', H) the originals' (paired head only)
+        source_mask: Tensor | None = None,  # (N, T')
+    ) -> Tensor:  # (N, C)
+        pooled = self.pool(hidden, mask)  # (N, H) h̄(x, ỹ)
+        if self.paired:
+            if source_hidden is None or source_mask is None:
+                raise ValueError("a paired DegreeHead needs the originals' hidden states and mask")
+            delta = pooled - self.pool(source_hidden, source_mask)  # (N, H) δ = h̄(x, ỹ) - h̄(x, y)
+            pooled = torch.cat([delta, delta.abs()], dim=-1)  # (N, 2H)
+        elif source_hidden is not None:
+            raise ValueError("this DegreeHead is not paired: it takes the variants only")
+        return self.scale * self.proj(pooled.to(self.proj.weight.dtype))
 
 
 class DegreeTask:
@@ -147,33 +189,56 @@ class DegreeTask:
     def batch(self, rows: Sequence[dict]) -> dict[str, Tensor]:
         prompts = [r["prompt"] for r in rows for _ in r["degree_texts"]]
         b = encode(self.tok, prompts, [t for r in rows for t in r["degree_texts"]])
-        return {
+        out = {
             "degree_input_ids": b["input_ids"],
             "degree_attention_mask": b["attention_mask"],
             "degree_response_mask": b["response_mask"],
-            "degree_labels": torch.tensor([d for r in rows for d in r["degree_labels"]]),
+            "degree_labels": torch.tensor([d for r in rows for d in r["degree_labels"]], dtype=torch.long),
         }
+        if self.head.paired:  # the response each variant was made from, in the same order
+            missing = [i for i, r in enumerate(rows) if "degree_sources" not in r]
+            if missing:
+                raise ValueError(f"row {missing[0]} has no degree_sources: build the rows with add_degree_variants")
+            src = encode(self.tok, prompts, [r[f] for r in rows for f in r["degree_sources"]])
+            out.update(degree_source_input_ids=src["input_ids"], degree_source_attention_mask=src["attention_mask"],
+                       degree_source_response_mask=src["response_mask"])  # fmt: skip
+        return out
 
-    def logits(self, policy, batch: dict[str, Tensor]) -> Tensor:
-        """(N, C) degree logits of the batch's variants under ``policy``."""
+    def _hidden(self, policy, batch: dict[str, Tensor], prefix: str) -> tuple[Tensor, Tensor]:
         device = next(policy.parameters()).device
         hidden = policy.get_decoder()(
-            input_ids=batch["degree_input_ids"].to(device),
-            attention_mask=batch["degree_attention_mask"].to(device),
+            input_ids=batch[f"{prefix}input_ids"].to(device),
+            attention_mask=batch[f"{prefix}attention_mask"].to(device),
             use_cache=False,
         ).last_hidden_state  # (N, T, H)
-        return self.head(hidden, batch["degree_response_mask"].to(device))
+        return hidden, batch[f"{prefix}response_mask"].to(device)
+
+    def logits(self, policy, batch: dict[str, Tensor]) -> Tensor:
+        """(N, C) degree logits of the batch's variants under ``policy``. A paired head's originals are a fixed
+        anchor: their forward runs without gradient (a third of the cost of one with it), so the degree loss
+        trains the policy through the variants only, as the unpaired head does."""
+        hidden, mask = self._hidden(policy, batch, "degree_")
+        if not self.head.paired:
+            return self.head(hidden, mask)
+        with torch.no_grad():
+            src_hidden, src_mask = self._hidden(policy, batch, "degree_source_")
+        return self.head(hidden, mask, src_hidden, src_mask)
 
     @torch.no_grad()
-    def accuracy(self, policy, rows: Sequence[dict], batch_size: int = 256) -> float:
-        """Degree accuracy of the head on the variants of ``rows`` (from :func:`add_degree_variants`)."""
-        right, total = 0, 0
+    def correct(self, policy, rows: Sequence[dict], batch_size: int = 256) -> list[float]:
+        """1.0 or 0.0 per variant of ``rows`` (from :func:`add_degree_variants`), in order: did the head name its
+        degree? The units of a held-out degree-accuracy measurement."""
+        out: list[float] = []
         for s in range(0, len(rows), batch_size):
             batch = self.batch(rows[s : s + batch_size])
             pred = self.logits(policy, batch).argmax(-1).cpu()
-            right += int((pred == batch["degree_labels"]).sum())
-            total += len(pred)
-        return right / max(1, total)
+            out += (pred == batch["degree_labels"]).float().tolist()
+        return out
+
+    def accuracy(self, policy, rows: Sequence[dict], batch_size: int = 256) -> float:
+        """Degree accuracy of the head on the variants of ``rows`` (from :func:`add_degree_variants`)."""
+        right = self.correct(policy, rows, batch_size)
+        return sum(right) / max(1, len(right))
 
     def objective(self, loss_fn: Callable) -> Callable:
         """``loss_fn`` + λ · CE(degree logits, degree labels); the head's parameters train with the policy's."""

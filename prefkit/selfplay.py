@@ -128,9 +128,16 @@ def fit_bradley_terry(
     raise RuntimeError(f"Bradley-Terry fit did not converge to {tol} in {max_iter} Newton steps")
 
 
-def bt_rl(world: ComparisonWorld, n_comparisons: int, rng: np.random.Generator, alpha: float = 0.05) -> dict:
+def bt_rl(
+    world: ComparisonWorld,
+    n_comparisons: int,
+    rng: np.random.Generator,
+    alpha: float = 0.05,
+    reference: np.ndarray | None = None,
+) -> dict:
     """The reward-model baseline: fit Bradley-Terry to ``n_comparisons`` sampled comparisons of uniformly drawn
-    distinct pairs, then return the KL-regularised RL optimum against a uniform reference,
+    distinct pairs, then return the KL-regularised RL optimum against the reference policy π_ref (``reference``,
+    uniform when None; give it the policy the other learner starts from, so both start at the same place),
 
         π(i) ∝ π_ref(i) exp(r_i / α)        (Rafailov et al. 2023, arXiv:2305.18290, Eq. 4),
 
@@ -139,11 +146,12 @@ def bt_rl(world: ComparisonWorld, n_comparisons: int, rng: np.random.Generator, 
     only moves π towards uniform, not towards the Minimax Winner. Returns ``policy`` (n,) and ``scores`` (n,).
     """
     n = world.n
+    log_ref = np.zeros(n) if reference is None else np.log(_check_policy(reference, n))  # log π_ref (up to a constant)
     i = rng.integers(n, size=n_comparisons)
     j = (i + rng.integers(1, n, size=n_comparisons)) % n  # uniform over the n - 1 other responses
     y = [world.compare(int(a), int(b), rng) for a, b in zip(i, j)]
     scores = fit_bradley_terry(np.c_[i, j, y], n)
-    return {"policy": softmax(scores / alpha), "scores": scores}  # Eq. 4 with π_ref uniform
+    return {"policy": softmax(log_ref + scores / alpha), "scores": scores}  # Eq. 4
 
 
 def spo(
@@ -153,6 +161,7 @@ def spo(
     lr: float,
     rng: np.random.Generator,
     init: np.ndarray | None = None,
+    max_comparisons: int | None = None,
 ) -> dict:
     """Self-Play Preference Optimization (Swamy et al. 2024, arXiv:2401.04056), in the form of the paper's practical
     algorithm (sample from the policy, ask for comparisons, reward = win rate, any RL step), with a tabular softmax
@@ -174,7 +183,8 @@ def spo(
 
     Only ``world.compare`` is used. Returns ``last`` (iterations+1, n) iterates π_0..π_T, ``average`` (iterations+1,
     n) their running means, and ``comparisons`` (iterations+1,) the cumulative number of rater queries: pairs of
-    equal responses are ties that need no rater and are not counted.
+    equal responses are ties that need no rater and are not counted. With ``max_comparisons`` the run stops after
+    the first iteration whose cumulative queries reach it (the arrays are then shorter).
     """
     if batch_size < 2 or iterations < 0 or not lr > 0:
         raise ValueError("need batch_size >= 2 (a sample needs an opponent), iterations >= 0 and lr > 0")
@@ -184,6 +194,8 @@ def spo(
     theta = np.zeros(n) if init is None else np.log(np.asarray(init, dtype=float))
     last, comparisons = [softmax(theta)], [0]
     for _ in range(iterations):
+        if max_comparisons is not None and comparisons[-1] >= max_comparisons:
+            break
         pi = softmax(theta)  # (n,) π_t
         ys = rng.choice(n, size=batch_size, p=pi)  # (B,) y_k ~ π_t
         wins, asked = np.zeros((batch_size, batch_size)), 0  # wins[k, l] = 1[y_k ≻ y_l]; the diagonal stays 0

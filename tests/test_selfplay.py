@@ -177,6 +177,20 @@ def test_bt_rl_is_exploitable_on_the_cycle():
     assert np.median(sampled) > 0.1
 
 
+def test_bt_rl_reference_enters_as_log_prior():
+    """π ∝ π_ref exp(r / α): the same comparisons (same rng) with a reference give the uniform-reference policy
+    reweighted by π_ref."""
+    world, ref = RaterGroups.cyclic(), np.array([0.1, 0.1, 0.8])
+    flat = bt_rl(world, 300, np.random.default_rng(4), alpha=0.5)
+    tilted = bt_rl(world, 300, np.random.default_rng(4), alpha=0.5, reference=ref)
+    np.testing.assert_allclose(flat["scores"], tilted["scores"])
+    np.testing.assert_allclose(tilted["policy"], softmax(np.log(ref) + flat["scores"] / 0.5))
+    np.testing.assert_allclose(flat["policy"], softmax(flat["scores"] / 0.5))
+    assert tilted["policy"][C] > flat["policy"][C]
+    with pytest.raises(ValueError, match="sum to 1"):
+        bt_rl(world, 10, np.random.default_rng(0), reference=np.array([0.5, 0.5, 0.5]))
+
+
 # ---- SPO ------------------------------------------------------------------------------------------------------------
 
 
@@ -207,6 +221,15 @@ def test_spo_only_asks_for_sampled_comparisons():
     world = CompareOnly(RaterGroups.cyclic())
     bt_rl(world, 200, np.random.default_rng(0))
     assert world.queries == 200  # distinct pairs only
+
+
+def test_spo_stops_once_its_queries_reach_the_budget():
+    world = RaterGroups.cyclic()
+    full = spo(world, iterations=400, batch_size=8, lr=0.3, rng=np.random.default_rng(1))
+    short = spo(world, iterations=400, batch_size=8, lr=0.3, rng=np.random.default_rng(1), max_comparisons=500)
+    c = short["comparisons"]
+    assert c[-1] >= 500 > c[-2] and len(c) < len(full["comparisons"])
+    np.testing.assert_allclose(short["last"], full["last"][: len(c)])  # the same run, cut short
 
 
 def test_spo_init_and_bad_arguments():
