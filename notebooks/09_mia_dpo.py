@@ -528,5 +528,24 @@ from IPython.display import Markdown
 
 from prefkit.repro import what_we_found
 
-why = {}  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
-display(Markdown(what_we_found(path, why)))
+why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+    "M1": ("inconclusive", "MIA-DPO's confusion on sequences is lower than the SFT model's on average, but the "
+           "interval is wide: confusion is measured on few sequence questions per seed and moved differently on each "
+           "seed. The same training also lowered accuracy (M2), so the answers it gives less often about the wrong "
+           "picture are not answers about the right one."),
+    "M2": ("reversed", "every arm trained on the multi-picture pool lost multi-image accuracy against the SFT model, "
+           "the DPO arms most and SFT on the chosen answers least (arms table); the loss is largest on two- and "
+           "three-picture sequences, where the SFT model was best. A rejected answer here is usually a correct "
+           "description of another picture in the same prompt, so DPO pushes down answers that are right for the "
+           "neighbouring question; a model this small may learn to avoid the attribute words rather than to attend "
+           "to the asked picture. We have not tested this reading. The paper's rejected answers come from a 7B "
+           "model with a far stronger vision tower, and its gains are a few points on benchmarks."),
+    "M3": ("inconclusive", "single-picture accuracy stays near its ceiling after MIA-DPO, but the lower end of the "
+           "interval lies past the non-inferiority margin: the single-picture evaluation is small, so a handful of "
+           "questions decides it."),
+    "M4": ("reversed", "selection kept about half of the mismatching answers (gate G1), but in this model the "
+           "attention share hardly tells confused answers from other errors (A1's AUROC is near chance on two of the "
+           "three seeds), so selection removes data without removing the right data; with fewer pairs, MIA-DPO "
+           "ends below DPO on all the mismatches."),
+}  # fmt: skip
+display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
