@@ -571,5 +571,28 @@ from IPython.display import Markdown
 
 from prefkit.repro import what_we_found
 
-why = {}  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
-display(Markdown(what_we_found(path, why)))
+why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+    "L1": ("reversed", "the degree head learned its task (gate G1), and that is what broke the policy: DPO + degree "
+           "ends far from the SFT model (its KL is several times DPO's, arms table) and its samples score far below "
+           "DPO's, while the shuffled-label arm, with the same head, the same extra forward passes and the same "
+           "weight, stays next to DPO. So the damage comes from the policy learning to encode the degree, not from "
+           "the extra compute. Our head compares the variant's pooled state with the original's and learns fast "
+           "(its logits are scaled, chosen on the development seed for the gate only); a head that learns sends the "
+           "policy a degree gradient that at λ = 0.5 outweighs DPO's. Li et al.'s head, λ and training schedule are "
+           "not available to us (no code), and we did not tune λ against the oracle score; a smaller λ may well "
+           "avoid the collapse, so this run does not show that the degree loss cannot help, only that at this "
+           "weight it hurts."),
+    "M1a": ("reversed", "at 1000 comparisons SPO's average has not yet left the start (0.1, 0.1, 0.8) far behind: "
+            "its running average still carries the early iterates, while Bradley-Terry + RL jumps to a corner that "
+            "is exploitable but less so than the start. Swamy et al.'s guarantee is for the average as iterations "
+            "grow; M2 and M1c show it arriving by 10 000 comparisons."),
+    "M1b": ("inconclusive", "at 3000 comparisons the two methods are about equally exploitable: SPO's average is "
+            "crossing Bradley-Terry + RL's level on its way down (see the exploitability curves), and the seeds "
+            "disagree on which is ahead."),
+    "M4": ("reversed", "with transitive raters, Bradley-Terry + RL finds the Condorcet winner from the first budget "
+           "(30 comparisons), while SPO needs thousands of comparisons to move its policy there: a reward model "
+           "pools every comparison into one score per response, SPO uses each batch once for one small policy "
+           "step. Swamy et al. argue SPO is as sample-efficient as reward-model methods; in this three-response "
+           "game, where the reward model is exactly right, it is not, by two orders of magnitude."),
+}  # fmt: skip
+display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
