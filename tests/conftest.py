@@ -53,3 +53,12 @@ def pair_rows() -> list[dict]:
         {"prompt": "sort : d a c =", "chosen": "a c d", "rejected": "d c a | a"},
         {"prompt": "reverse sort : h g =", "chosen": "g h | g h", "rejected": "h"},
     ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The notebook runs (a minute or so each) first, then the other slow tests, the many quick ones last: the two
+    xdist workers then share out the quick tests at the end, instead of one worker finishing a long notebook alone
+    while the other idles."""
+    items.sort(
+        key=lambda item: 0 if item.get_closest_marker("notebook") else 1 if item.get_closest_marker("slow") else 2
+    )

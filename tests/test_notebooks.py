@@ -74,7 +74,6 @@ def check_evaluations(rows: list[dict]) -> None:
                 assert r["ranking_acc"] == r["ref_ranking_acc"], f"{where}: policy ranks unlike its reference"
 
 
-@pytest.mark.notebook
 def _holds(claim: dict) -> bool:
     """A smoke-asserted claim holds: reproduced, a gate passed, or (a claim not yet restated) every seed passed."""
     if claim.get("kind", "old rule") == "old rule":
@@ -82,6 +81,7 @@ def _holds(claim: dict) -> bool:
     return claim["status"] in ("reproduced", "passed")
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
 def test_notebook_smoke(nb, tmp_path, fresh_cache, monkeypatch):
     log = tmp_path / "evals.jsonl"
