@@ -41,8 +41,9 @@ lint: setup
 	$(VENV)/bin/ruff check prefkit tests bench notebooks
 	$(VENV)/bin/ruff format --check prefkit tests bench notebooks
 
-# Two workers, one torch thread each (tests/conftest.py), the longest notebook runs first (--dist worksteal keeps
-# both workers busy to the end); the ten slowest tests are listed at the end of every run.
+# Two workers, one torch thread each (tests/conftest.py), the notebook runs first and the quick tests last
+# (tests/conftest.py orders them; --dist worksteal keeps both workers busy to the end); the ten slowest tests are
+# listed at the end of every run.
 PYTEST_WORKERS ?= 2
 pytest: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=10
