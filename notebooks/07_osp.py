@@ -465,5 +465,16 @@ from IPython.display import Markdown
 
 from prefkit.repro import what_we_found
 
-why = {}  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
-display(Markdown(what_we_found(path, why)))
+judge_note = (
+    "gates J1 and J2 failed: the SFT model's self-judge agrees with the oracle less often than the gate asks, and "
+    "its strengths sit next to ½. Its answer depends on the order of the two responses far more than on "
+    'their content (measured on this base apart from the run: it says "first" most of the time in both orders), so P = ½[q(a, b) + 1 − q(b, a)] '
+    "cancels to about ½. The soft arm therefore trains on almost no preference, and any difference to the "
+    "hard arm says how much each arm moves, not whether soft strengths help. The world's judging lessons "
+    "have to teach a comparison before this claim can be tested."
+)
+why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+    "O1": ("not testable", judge_note),
+    "O2": ("not testable", judge_note),
+}  # fmt: skip
+display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
