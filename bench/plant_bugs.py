@@ -53,7 +53,7 @@ class Bug:
 
 
 EV, TR, RE, MO = "prefkit/evaluate.py", "prefkit/train.py", "prefkit/repro.py", "prefkit/models.py"
-CL, RP = "prefkit/claims.py", "prefkit/reproduce.py"
+CL, RP, RK = "prefkit/claims.py", "prefkit/reproduce.py", "prefkit/runkey.py"
 PW, LW, LP, DA = "prefkit/losses/pairwise.py", "prefkit/losses/listwise.py", "prefkit/logps.py", "prefkit/data.py"
 
 BUGS = [
@@ -173,11 +173,11 @@ BUGS = [
     Bug("C12", CL, "    rng = np.random.default_rng(seed)\n    slots", "    rng = np.random.default_rng()\n    slots",
         "the bootstrap is not seeded (the same data gives another interval)"),
     # ---- make reproduce: run key and findings cells -------------------------------------------------------------------
-    Bug("F01", RP, "        if FINDINGS not in _tags(c) and INJECTED not in _tags(c)", "        if INJECTED not in _tags(c)",
+    Bug("F01", RK, "        if FINDINGS not in tags(c) and INJECTED not in tags(c)", "        if INJECTED not in tags(c)",
         "the run key covers the findings cells (editing a reading makes the result stale)"),
     Bug("F02", RP, '"smoke": result["smoke"],', '"smoke": True,',
         "re-rendered findings read every result as a smoke run"),
-    Bug("F03", RP, "    if _executed_parts(source[\"cells\"]) != _executed_parts(executed[\"cells\"]):\n        raise",
+    Bug("F03", RP, "    if executed_parts(source[\"cells\"]) != executed_parts(executed[\"cells\"]):\n        raise",
         "    if False:\n        raise", "findings are re-rendered into a copy executed from other code"),
     # ---- reference model -------------------------------------------------------------------------------------------
     Bug("M01", MO, "                p.requires_grad_(False)", "                p.requires_grad_(True)",
