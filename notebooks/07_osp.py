@@ -35,8 +35,14 @@
 # **The toy judge.** A tiny model trained from scratch cannot judge unless it was taught to, just as an
 # instruction-tuned LLM learned judging from human-labelled comparisons. So the SFT base of this notebook also trains
 # on labelled judgements: pairs of noisy demonstrations and which one the raters prefer
-# (`prefkit.worlds.JudgeStringWorld`). The judge is *reference-guided*: it first writes its own answer to the prompt
-# (greedy decoding), then judges the two responses against it, as MT-Bench's judges do on maths questions. Judging is
+# (`prefkit.worlds.judging.AlignedJudgeWorld`). Two choices make those lessons teach judging to a model this small,
+# each found on a development world (seed 100, not a reported seed) after a failed run; the module's docstring has
+# the measurements. Each comparison is taught in both orders, better-then-worse answered "first" and worse-then-better
+# answered "second", so the answer word cannot be predicted from position (taught once, about 70% of the lessons
+# answered "first", and the judge learned to say "first" whatever it read). And the judge query lines up its
+# reference and the two responses token by token (`r1 a1 b1 r2 a2 b2 ...`), so comparing them is local (written one
+# after another, the balanced lessons still left the judge at a coin's accuracy after 2500 steps). The judge is
+# *reference-guided*: it first writes its own answer to the prompt (greedy decoding), then judges the two responses against it, as MT-Bench's judges do on maths questions. Judging is
 # learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt` labelled
 # judgements per prompt sit next to the demonstrations. From then on no arm of OSP sees an oracle. The oracle
 # measures the judge's accuracy on fixed labelled pairs, checks afterwards how often a training pair's chosen
@@ -74,8 +80,9 @@
 # | what | why | expected effect |
 # |---|---|---|
 # | a 0.5M-parameter Llama trained from scratch on string operations, fully fine-tuned, instead of LLMs on HH and TL;DR | offline, on a CPU, with an exact oracle | absolute numbers do not transfer; the comparisons between arms are what we test |
-# | the judge is taught during SFT by labelled comparisons (`judge_per_prompt` per training prompt) | the paper starts from LLMs that can already judge; a model trained from scratch cannot | the judge is only as good as these lessons; J1 and J2 check it before any claim is tested |
+# | the judge is taught during SFT by labelled comparisons (`judge_per_prompt` lessons per training prompt: half as many comparisons, each in both orders) | the paper starts from LLMs that can already judge; a model trained from scratch cannot | the judge is only as good as these lessons; J1 and J2 check it before any claim is tested |
 # | reference-guided judge query: the model writes its own greedy answer, then picks one of two answer words | a model this small cannot compare two answers cold (the world's docstring gives the measurement) | the judge favours answers close to its own greedy output, so it cannot rank answers better than its own |
+# | the query interleaves the reference and the two responses token by token, cut after 32 tokens each | written one after another, the comparison was not learned (development seed) | the judge compares position by position: a dropped letter shifts everything after it and counts as many mismatches, which it mostly deserves |
 # | strength P(y_i ≻ y_j) = ½[q(y_i, y_j) + 1 − q(y_j, y_i)], q the judge's probability of "first" renormalised over its two answer words | the paper judges both orders; this exact form is ours | a position bias cancels; P + Pᵀ = 1 (a unit test) |
 # | responses ranked by mean strength against the others | our reading of ranked pairing | none expected with a transitive judge |
 # | π_ref of round t is the policy at the start of round t | the samples of round t come from it | each round is a DPO step from its own sampler |
@@ -184,14 +191,14 @@ print(inspect.getsource(ranked_pairs))
 from prefkit.generate import sample, sample_table
 from prefkit.models import TinyLlamaConfig
 from prefkit.toy import ToyBaseConfig, describe, run_arm, sft_base
-from prefkit.worlds import JudgeStringWorld
+from prefkit.worlds.judging import AlignedJudgeWorld
 
 if profile == "toy":
-    world = JudgeStringWorld(
+    world = AlignedJudgeWorld(
         seed=0, n_train=400 if smoke else 2000, n_eval=64 if smoke else 512, judge_per_prompt=judge_per_prompt
     )
     tok = world.tokenizer
-    judge = Judge(world.judge_template, world.judge_answers)
+    judge = world.judge  # the aligned, reference-guided judge query the lessons teach
     base_cfg = ToyBaseConfig(steps=80 if smoke else base_steps, model=TinyLlamaConfig())
     base = sft_base(world, base_cfg).to(dev)
     sft_ref = Reference(base, mode="copy")

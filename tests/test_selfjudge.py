@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from prefkit.selfjudge import (
     self_judge,
 )
 from prefkit.worlds import JudgeStringWorld, StringWorld
+from prefkit.worlds.judging import AlignedJudgeWorld, interleave
 
 
 def test_self_judged_strengths_are_a_proper_preference_matrix(tok, model):
@@ -70,6 +72,42 @@ def test_judge_world_sft_rows_teach_judging_with_rater_labels():
     assert world.tokenizer.unk_token_id not in ids
     plain = StringWorld(seed=0, n_train=50, n_eval=10)
     assert plain.sft_rows(1, random.Random(0)) == rows[:50]  # the plain world's SFT data is unchanged
+
+
+def test_interleave_lines_up_reference_and_answers_token_by_token():
+    assert interleave("b c", "b c", "b d") == "b b b c c d"
+    assert interleave("a b | c", "a", "a b | c d") == "a a a b _ b | _ | c _ c _ _ d"
+    assert interleave("a " * 40, "b", "c", max_tokens=3) == "a b c a _ _ a _ _"
+
+
+def test_aligned_judge_world_teaches_each_comparison_in_both_orders():
+    world = AlignedJudgeWorld(seed=0, n_train=60, n_eval=10, judge_per_prompt=4)
+    rows = world.sft_rows(1, random.Random(0))
+    lessons = rows[60:]
+    assert rows[:60] == StringWorld(seed=0, n_train=60, n_eval=10).sft_rows(1, random.Random(0))
+    assert len(lessons) == 60 * 4 and all(r["prompt"].startswith("judge ") for r in lessons)
+    answers = [r["response"] for r in lessons]
+    assert answers.count("first") == answers.count("second")  # the answer word says nothing about position
+    for one, two in zip(lessons[::2], lessons[1::2]):
+        p, aligned = re.fullmatch(r"judge (.+=) \? (.*) \?", one["prompt"]).groups()
+        triples = aligned.split()
+        ref, a, b = (" ".join(w for w in triples[k::3] if w != "_") for k in range(3))
+        assert two["prompt"] == world.judge.query(p, b, a, ref)  # the same comparison and reference, order swapped
+        assert one["prompt"] == world.judge.query(p, a, b, ref)
+        assert (one["response"], two["response"]) == ("first", "second")
+        assert world.score(p, a) > world.score(p, b)  # "first" names the better answer, never a tie
+        assert world.tokenizer.unk_token_id not in world.tokenizer(one["prompt"])["input_ids"]
+    with pytest.raises(ValueError, match="must be even"):
+        AlignedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=3)
+
+
+def test_aligned_judge_world_has_its_own_cached_base():
+    from prefkit.toy import ToyBaseConfig, _base_path
+
+    cfg = ToyBaseConfig(steps=1)
+    one_order = JudgeStringWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=4)
+    aligned = AlignedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=4)
+    assert _base_path(aligned, cfg, "toy-bases") != _base_path(one_order, cfg, "toy-bases")
 
 
 def test_agreement_counts_the_judge_right_when_it_prefers_chosen():
