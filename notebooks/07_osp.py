@@ -35,15 +35,18 @@
 # **The toy judge.** A tiny model trained from scratch cannot judge unless it was taught to, just as an
 # instruction-tuned LLM learned judging from human-labelled comparisons. So the SFT base of this notebook also trains
 # on labelled judgements: pairs of noisy demonstrations and which one the raters prefer
-# (`prefkit.worlds.judging.AlignedJudgeWorld`). Two choices make those lessons teach judging to a model this small,
-# each found on a development world (seed 100, not a reported seed) after a failed run; the module's docstring has
-# the measurements. Each comparison is taught in both orders, better-then-worse answered "first" and worse-then-better
-# answered "second", so the answer word cannot be predicted from position (taught once, about 70% of the lessons
-# answered "first", and the judge learned to say "first" whatever it read). And the judge query lines up its
-# reference and the two responses token by token (`r1 a1 b1 r2 a2 b2 ...`), so comparing them is local (written one
-# after another, the balanced lessons still left the judge at a coin's accuracy after 2500 steps). The judge is
-# *reference-guided*: it first writes its own answer to the prompt (greedy decoding), then judges the two responses against it, as MT-Bench's judges do on maths questions. Judging is
-# learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt` labelled
+# (`prefkit.worlds.judging.AlignedJudgeWorld`). Three choices make those lessons teach judging to a model this
+# small, each found on a development world (seed 100, not a reported seed) after a failed try; the module's docstring
+# has the measurements. Each comparison is taught in both orders, better-then-worse answered "first" and
+# worse-then-better answered "second", so the answer word cannot be predicted from position (taught once, about 70%
+# of the lessons answered "first", and the judge learned to say "first" whatever it read). The judge query lines up
+# its reference and the two responses token by token (`r1 a1 b1 r2 a2 b2 ...`), so comparing them is local (written
+# one after another, the balanced lessons still left the judge at a coin's accuracy after 2500 steps). And a lesson's
+# reference is the gold answer, a teacher's worked solution, rather than a third noisy demonstration that is wrong in
+# about a third of the lessons (aligned lessons with noisy references gave a judge that reads the answers but agrees
+# with the oracle on under 0.6 of pairs). The judge is *reference-guided*: it first writes its own answer to the
+# prompt (greedy decoding), then judges the two responses against it, as MT-Bench's judges do on maths questions.
+# Judging is learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt` labelled
 # judgements per prompt sit next to the demonstrations. From then on no arm of OSP sees an oracle. The oracle
 # measures the judge's accuracy on fixed labelled pairs, checks afterwards how often a training pair's chosen
 # response really is better (never used in training), scores samples for evaluation, and labels the pairs of the
@@ -83,6 +86,7 @@
 # | the judge is taught during SFT by labelled comparisons (`judge_per_prompt` lessons per training prompt: half as many comparisons, each in both orders) | the paper starts from LLMs that can already judge; a model trained from scratch cannot | the judge is only as good as these lessons; J1 and J2 check it before any claim is tested |
 # | reference-guided judge query: the model writes its own greedy answer, then picks one of two answer words | a model this small cannot compare two answers cold (the world's docstring gives the measurement) | the judge favours answers close to its own greedy output, so it cannot rank answers better than its own |
 # | the query interleaves the reference and the two responses token by token, cut after 32 tokens each | written one after another, the comparison was not learned (development seed) | the judge compares position by position: a dropped letter shifts everything after it and counts as many mismatches, which it mostly deserves |
+# | judging lessons use the gold answer as the reference; at judging time the reference is the model's own greedy answer | a noisy reference makes a third of the lessons contradict the rule to be learned (development seed) | the judge learns to trust its reference fully, so its mistakes follow its own greedy answer's |
 # | strength P(y_i ≻ y_j) = ½[q(y_i, y_j) + 1 − q(y_j, y_i)], q the judge's probability of "first" renormalised over its two answer words | the paper judges both orders; this exact form is ours | a position bias cancels; P + Pᵀ = 1 (a unit test) |
 # | responses ranked by mean strength against the others | our reading of ranked pairing | none expected with a transitive judge |
 # | π_ref of round t is the policy at the start of round t | the samples of round t come from it | each round is a DPO step from its own sampler |

@@ -96,6 +96,7 @@ def test_aligned_judge_world_teaches_each_comparison_in_both_orders():
         assert one["prompt"] == world.judge.query(p, a, b, ref)
         assert (one["response"], two["response"]) == ("first", "second")
         assert world.score(p, a) > world.score(p, b)  # "first" names the better answer, never a tie
+        assert ref == world.gold(p)  # a teacher's worked solution
         assert world.tokenizer.unk_token_id not in world.tokenizer(one["prompt"])["input_ids"]
     with pytest.raises(ValueError, match="must be even"):
         AlignedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=3)

@@ -17,8 +17,15 @@ the query interleaves the reference and the two answers token by token, padded w
 
     judge shift : a b = ? b b b c c d ?        (reference "b c", a = "b c", b = "b d")
 
-so checking ``a`` and ``b`` against the reference at each position is a look at the two preceding tokens. The judge
-still has to write its own reference, notice mismatches and weigh them; it is only spared aligning sequences.
+so checking ``a`` and ``b`` against the reference at each position is a look at the two preceding tokens. With
+that alone the judge learned to read the answers (P(first) 0.63 with the better answer first, 0.49 with it second;
+mean |P - 1/2| 0.21 after averaging both orders) but agreed with the oracle on only 0.57-0.60 of pairs of its own
+samples (world seed 100, 2500 steps, 4 comparisons per prompt).
+
+A lesson's reference is the gold answer: a teacher's worked solution. A third noisy demonstration as reference (as
+in :class:`JudgeStringWorld`) is wrong in about a third of the lessons, and there the label (the higher oracle
+score) contradicts "closer to the reference", which is the rule the judge must learn. At judging time the reference
+is the judge's own greedy answer, as before: the judge is still only as good as its own answer.
 """
 
 from __future__ import annotations
@@ -60,10 +67,10 @@ class AlignedJudge(Judge):
 class AlignedJudgeWorld(JudgeStringWorld):
     """:class:`JudgeStringWorld` with the judging lessons of this module: ``judge_per_prompt`` lessons per training
     prompt (so it must be even), i.e. ``judge_per_prompt / 2`` comparisons of two noisy demonstrations with different
-    oracle scores, each shown in both orders with one reference demonstration, in :class:`AlignedJudge`'s query."""
+    oracle scores, each shown in both orders with the gold answer as reference, in :class:`AlignedJudge`'s query."""
 
     judge_per_prompt: int = 8
-    lessons: str = field(default="both orders, aligned", init=False)  # part of a cached base's key
+    lessons: str = field(default="both orders, aligned, gold reference", init=False)  # part of a cached base's key
 
     def __post_init__(self):
         if self.judge_per_prompt % 2:
@@ -101,7 +108,7 @@ class AlignedJudgeWorld(JudgeStringWorld):
     def judge_lessons(self, prompt: str, rng: random.Random) -> list[dict]:
         """One comparison taught in both orders: ``[{"prompt": query, "response": "first"}, {... "second"}]``."""
         better, worse = self.comparison(prompt, rng)
-        ref = self.demonstration(prompt, rng)
+        ref = self.gold(prompt)
         first, second = self.judge_answers
         return [
             {"prompt": self.judge_query(prompt, better, worse, reference=ref), "response": first},
