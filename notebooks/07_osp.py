@@ -477,15 +477,20 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 judge_note = (
-    "gates J1 and J2 failed: the SFT model's self-judge agrees with the oracle less often than the gate asks, and "
-    "its strengths sit next to ½. Its answer depends on the order of the two responses far more than on "
-    'their content (measured on this base apart from the run: it says "first" most of the time in both orders), so P = ½[q(a, b) + 1 − q(b, a)] '
-    "cancels to about ½. The soft arm therefore trains on almost no preference, and any difference to the "
-    "hard arm says how much each arm moves, not whether soft strengths help. The world's judging lessons "
-    "have to teach a comparison before this claim can be tested."
+    "gate J1 failed, while J2 and P1 passed. The judging lessons now teach a comparison: the judge reads the two "
+    "responses (its strengths sit well away from ½, so the soft labels carry a preference) but it agrees with the "
+    "oracle on too few labelled pairs of the SFT model's samples for its labels to be told from a noisy coin, and a "
+    "wrong label here is a confident one. With that judge, OSP (soft) loses against the SFT model in every seed and "
+    "soft labels beat hard ones: what a noisy judge predicts, since the soft loss stops pulling at σ(βΔh) = p while "
+    "the hard one keeps fitting the judge's mistakes. Whether soft strengths help with a judge good enough to "
+    "self-improve is what the paper claims, and this run cannot say. On the development world, each change to the "
+    "judging lessons raised the judge's agreement (one order to both orders and aligned answers, then noisy to gold "
+    "references); a longer-trained base and more lessons per prompt are the next levers, not yet tried here."
 )
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
     "O1": ("not testable", judge_note),
     "O2": ("not testable", judge_note),
+    "O3": ("not testable", judge_note),
+    "O4": ("not testable", judge_note),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
