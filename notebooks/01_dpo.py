@@ -113,7 +113,7 @@ from prefkit.repro import torch_threads
 torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, steps and prompts (see the claims section)
-    n_seeds, steps, batch_size = (1 if profile == "hf" else 2), min(steps, 25), min(batch_size, 32)
+    n_seeds, steps, batch_size = 1, min(steps, 25), min(batch_size, 32)
     n_frontier = min(n_frontier, 16)
 seeds = list(range(seed, seed + n_seeds))
 out = Path(out_dir)

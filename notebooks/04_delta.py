@@ -105,7 +105,7 @@ from prefkit.repro import torch_threads
 torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, steps, prompts and arms (see the claims section)
-    n_seeds, steps = (1 if profile == "hf" else 2), min(steps, 20)
+    n_seeds, steps = 1, min(steps, 20)
     weak_steps, weaker_steps, weakest_steps = 60, 30, 10
 seeds = list(range(seed, seed + n_seeds))
 out = Path(out_dir)

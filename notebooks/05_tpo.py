@@ -128,7 +128,7 @@ from prefkit.repro import torch_threads
 torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 if smoke:  # a quick pass over every cell: fewer seeds, steps, prompts and arms (see the claims section)
-    n_seeds, tree_steps, tpo_steps = (1 if profile == "hf" else 2), min(tree_steps, 20), min(tpo_steps, 20)
+    n_seeds, tree_steps, tpo_steps = 1, min(tree_steps, 20), min(tpo_steps, 20)
 seeds = list(range(seed, seed + n_seeds))
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
