@@ -25,15 +25,18 @@ help:
 
 setup: $(STAMP)
 
+# pip byte-compiles what it installs on one core; compileall does the same on all cores afterwards (measured: set-up
+# 129 s -> 100 s on 2 cores). Like pip, it skips the few packaged files that are not valid Python 3.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 ifeq ($(HAS_GPU),1)
-	$(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q --no-compile "torch==$(TORCH_VERSION)"
 else
-	$(PIP) install -q --retries 0 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX)
+	$(PIP) install -q --no-compile --retries 0 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX)
 endif
-	$(PIP) install -q -e ".[notebooks,dev]"
+	$(PIP) install -q --no-compile -e ".[notebooks,dev]"
+	$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
