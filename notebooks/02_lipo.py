@@ -109,7 +109,7 @@ torch.set_num_threads(torch_threads())
 dev = resolve_device(device)
 list_sizes = [2, 4, 8]  # the paper's list sizes
 if smoke:  # a quick pass over every cell: fewer seeds, responses, list sizes and steps (see the claims section)
-    n_seeds, budget, steps = (1 if profile == "hf" else 2), min(budget, 512), min(steps, 16)
+    n_seeds, budget, steps = 1, min(budget, 512), min(steps, 16)
     responses_per_step, list_sizes = min(responses_per_step, 32), [2, 8]
 seeds = list(range(seed, seed + n_seeds))
 out = Path(out_dir)
