@@ -79,7 +79,7 @@ def pytest_collection_modifyitems(config, items):
     first half of the list to one worker and the second half to the other, and an idle worker later takes the tail
     of the other's queue (quick tests). The first half starts with the notebooks that share a smoke base, the
     second with all other notebook runs, so neither worker waits for a base the other is training, and the two
-    halves carry about the same notebook time (measured: 425 s and 460 s on one core each)."""
+    halves carry about the same notebook time (measured: both workers ended within a second of each other)."""
     items.sort(key=_rank)
     if os.environ.get("PYTEST_XDIST_WORKER_COUNT") != "2":
         return
