@@ -485,7 +485,8 @@ judge_note = (
     "the hard one keeps fitting the judge's mistakes. Whether soft strengths help with a judge good enough to "
     "self-improve is what the paper claims, and this run cannot say. On the development world, each change to the "
     "judging lessons raised the judge's agreement (one order to both orders and aligned answers, then noisy to gold "
-    "references); a longer-trained base and more lessons per prompt are the next levers, not yet tried here."
+    "references), while doubling the lessons per prompt lowered it; a longer-trained base is the next lever, not "
+    "yet tried here."
 )
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
     "O1": ("not testable", judge_note),
