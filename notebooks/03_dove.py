@@ -458,15 +458,18 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
-    "D1": ("not reproduced", "at equal epochs DOVE trains about twice DPO's steps, fits its joint pairs (G1) and ends "
-           "below DPO on average, having moved further from π_ref (KL in the arms table). Much of the margin DOVE "
-           "gains on joint pairs sits in the prompt tokens (D2), which changes how likely the prompts are, not what "
-           "the policy writes for them. A joint pair compares answers to two different prompts on one oracle scale, "
-           "so its label partly says which prompt is easier; the arm whose joint pairs are matched on difficulty "
-           "scored at DPO's level (D4). We have not checked how much the difficulty of the two prompts shapes the "
-           "paper's joint labels, which came from judgements on real instructions."),
-    "D1-steps": ("not reproduced", "as D1: at equal steps DOVE also ends below DPO on average, with the same reading."),
-    "D4": ("inconclusive", "the difficulty-matched arm scored above the unmatched one on average, but the interval "
-           "spans both 0 and delta: three seeds of one sample per prompt cannot separate a difference of this size."),
+    "D1": ("inconclusive", "at equal epochs DOVE trains about twice DPO's steps and fits its joint pairs (G1), yet "
+           "ends level with DPO on average; the seeds disagree on the sign, so the interval spans both 0 and delta. "
+           "Much of the margin DOVE gains on joint pairs sits in the prompt tokens (D2), which changes how likely "
+           "the prompts are, not what the policy writes for them. A joint pair compares answers to two different "
+           "prompts on one oracle scale, so its label partly says which prompt is easier. The previous run of the same "
+           "code, in an earlier environment (another machine, transformers 5.24), trained a different SFT base and "
+           "had DOVE below DPO: at this scale the comparison moves with the SFT base, which three seeds on one base "
+           "do not sample. We have "
+           "not checked how much the difficulty of the two prompts shapes the paper's joint labels."),
+    "D1-steps": ("inconclusive", "as D1: at equal steps DOVE also ends level with DPO, with the same reading."),
+    "D4": ("inconclusive", "the difficulty-matched arm scored above the unmatched one, with an interval above 0, but "
+           "the estimate is below delta: matching the prompts' difficulty helps, by less than the smallest gain "
+           "we fixed as worth acting on."),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
