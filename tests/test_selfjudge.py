@@ -20,6 +20,7 @@ from prefkit.selfjudge import (
     self_judge,
 )
 from prefkit.worlds import JudgeStringWorld, StringWorld
+from prefkit.worlds.grading import GradedJudgeWorld
 from prefkit.worlds.judging import AlignedJudgeWorld, interleave
 
 
@@ -102,13 +103,55 @@ def test_aligned_judge_world_teaches_each_comparison_in_both_orders():
         AlignedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=3)
 
 
+def _lessons(world):
+    """(prompt, reference, first answer, second answer) of each comparison, read back from the query."""
+    out = []
+    for one in world.sft_rows(1, random.Random(0))[len(world.train_prompts) :: 2]:
+        assert one["response"] == "first"
+        p, aligned = re.fullmatch(r"judge (.+=) \? (.*) \?", one["prompt"]).groups()
+        ref, a, b = (" ".join(w for w in aligned.split()[k::3] if w != "_") for k in range(3))
+        out.append((p, ref, a, b))
+    return out
+
+
+def test_graded_lessons_name_the_answer_closer_to_their_reference():
+    world = GradedJudgeWorld(seed=0, n_train=100, n_eval=10, judge_per_prompt=4, copy_refs=0.0)
+    for p, ref, a, b in _lessons(world):  # gold references: the lesson's answer is the oracle's
+        assert ref == world.gold(p) and world.score(p, a) > world.score(p, b)
+    world = GradedJudgeWorld(seed=0, n_train=100, n_eval=10, judge_per_prompt=4, copy_refs=1.0)
+    lessons = _lessons(world)
+    assert all(world.graded(ref, a) > world.graded(ref, b) for p, ref, a, b in lessons)
+    copied = [(p, ref, a, b) for p, ref, a, b in lessons if ref != world.gold(p)]
+    assert len(copied) > 100  # most of the 200 comparisons (a copy that grades both answers alike gives way)
+    against = [world.score(p, a) < world.score(p, b) for p, ref, a, b in copied]
+    assert 0.2 < sum(against) / len(copied) < 0.8  # the answer graded higher is often the oracle's worse one
+    with pytest.raises(ValueError, match="copy_refs"):
+        GradedJudgeWorld(seed=0, n_train=10, n_eval=2, copy_refs=1.5)
+    with pytest.raises(ValueError, match="must be even"):
+        GradedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=3)
+
+
+def test_graded_against_the_gold_answer_is_the_oracle_score():
+    world = GradedJudgeWorld(seed=0, n_train=50, n_eval=2)
+    rng = random.Random(3)
+    for p in world.train_prompts:
+        y = world.demonstration(p, rng)
+        for r in (y, y + " | a b", y.split(" | ")[0], "", "a | | b"):
+            assert world.graded(world.gold(p), r) == pytest.approx(world.score(p, r), abs=1e-12)
+        assert world.graded(y, y) == 1.0
+    quiet = GradedJudgeWorld(seed=0, n_train=5, n_eval=2, demo_noise=0.0)
+    assert quiet.noisy_copy("a b | c d", rng) == "a b | c d"
+
+
 def test_aligned_judge_world_has_its_own_cached_base():
     from prefkit.toy import ToyBaseConfig, _base_path
 
     cfg = ToyBaseConfig(steps=1)
     one_order = JudgeStringWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=4)
     aligned = AlignedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=4)
-    assert _base_path(aligned, cfg, "toy-bases") != _base_path(one_order, cfg, "toy-bases")
+    graded = GradedJudgeWorld(seed=0, n_train=10, n_eval=2, judge_per_prompt=4)
+    paths = {_base_path(w, cfg, "toy-bases") for w in (one_order, aligned, graded)}
+    assert len(paths) == 3
 
 
 def test_agreement_counts_the_judge_right_when_it_prefers_chosen():
