@@ -505,12 +505,15 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
-    "H1": ("reversed", "LiPO-λ scored below DPO on all pairs while moving furthest from π_ref of the four arms, on "
-           "average at every list size (`kl_per_seed` in the claim's record; the arms table has all of them). Its λ weights are "
-           "small and uneven across lists: once our scale constant equalises the average step, the lists with large "
-           "label gaps near the top take steps several times larger than the rest. In this world a policy loses "
-           "oracle score as it moves past a few nats of KL (see `01_dpo`'s frontier and over-optimisation run), so "
-           "the larger step costs more than the better choice of pairs gains. The comparison is at equal "
+    "H1": ("not reproduced", "LiPO-λ scored below DPO on all pairs on average, at every list size, while moving "
+           "furthest from π_ref of the four arms (`kl_per_seed` in the claim's record; the arms table has all of "
+           "them); the interval reaches 0, so the deficit is not established, but it excludes a gain of delta. Its "
+           "λ weights are small and uneven across lists: once our scale constant equalises the average step, the "
+           "lists with large label gaps near the top take steps several times larger than the rest. In this world "
+           "a policy loses oracle score as it moves past a few nats of KL (see `01_dpo`'s frontier and "
+           "over-optimisation run), so the larger step costs more than the better choice of pairs gains. The "
+           "previous run of the same code, in an earlier environment (another machine, transformers 5.24), "
+           "trained a different SFT base and had the deficit's interval below 0. The comparison is at equal "
            "hyper-parameters, as in the paper; we did not run the comparison at equal KL (a larger β for LiPO-λ) "
            "that would separate a worse use of the lists from a larger step."),
     "H2": ("reversed", "the same as H1, more so: DPO_PL had the lowest KL of the four arms at K = 8 and the highest "
