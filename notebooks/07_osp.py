@@ -35,19 +35,24 @@
 # **The toy judge.** A tiny model trained from scratch cannot judge unless it was taught to, just as an
 # instruction-tuned LLM learned judging from human-labelled comparisons. So the SFT base of this notebook also trains
 # on labelled judgements: pairs of noisy demonstrations and which one the raters prefer
-# (`prefkit.worlds.judging.AlignedJudgeWorld`). Three choices make those lessons teach judging to a model this
-# small, each found on a development world (seed 100, not a reported seed) after a failed try; the module's docstring
-# has the measurements. Each comparison is taught in both orders, better-then-worse answered "first" and
+# (`prefkit.worlds.grading.GradedJudgeWorld`). Three choices make those lessons teach judging to a model this
+# small, each found on a development world (seed 100, not a reported seed) after a failed try; the docstrings of
+# `prefkit.worlds.judging` and `prefkit.worlds.grading` have the measurements. Each comparison is taught in both orders, better-then-worse answered "first" and
 # worse-then-better answered "second", so the answer word cannot be predicted from position (taught once, about 70%
 # of the lessons answered "first", and the judge learned to say "first" whatever it read). The judge query lines up
 # its reference and the two responses token by token (`r1 a1 b1 r2 a2 b2 ...`), so comparing them is local (written
 # one after another, the balanced lessons still left the judge at a coin's accuracy after 2500 steps). And a lesson's
-# reference is the gold answer, a teacher's worked solution, rather than a third noisy demonstration that is wrong in
-# about a third of the lessons (aligned lessons with noisy references gave a judge that reads the answers but agrees
-# with the oracle on under 0.6 of pairs). The judge is *reference-guided*: it first writes its own answer to the
-# prompt (greedy decoding), then judges the two responses against it, as MT-Bench's judges do on maths questions.
-# Judging is learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt` labelled
-# judgements per prompt sit next to the demonstrations. From then on no arm of OSP sees an oracle. The oracle
+# answer is a teacher's grading of the two responses *against the lesson's reference* (the oracle's scoring rule with
+# that reference in place of the gold answer). The reference is the gold answer, or, in a share `copy_refs` of the
+# lessons, a noisy copy of one of the two responses. With gold references only, the judge learned that a response
+# with a writer's slip (a random letter) looks worse: true of the lessons, not of the model's own mistakes, and no
+# use of the reference. Copied references make the reference the only clue to the answer (with `copy_refs` = 0.5
+# and 3500 SFT steps the development judge agreed with the oracle on its own samples' pairs about as often as J1
+# asks, where gold references alone left it below 0.6; with every reference copied its strengths collapsed to ½). The judge is
+# *reference-guided*: it first writes its own answer to the prompt (greedy decoding), then judges the two responses
+# against it, as MT-Bench's judges do on maths questions.
+# Judging is learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt`
+# labelled judgements per prompt sit next to the demonstrations. From then on no arm of OSP sees an oracle. The oracle
 # measures the judge's accuracy on fixed labelled pairs, checks afterwards how often a training pair's chosen
 # response really is better (never used in training), scores samples for evaluation, and labels the pairs of the
 # upper-bound arm (online DPO with true labels) only.
@@ -86,7 +91,7 @@
 # | the judge is taught during SFT by labelled comparisons (`judge_per_prompt` lessons per training prompt: half as many comparisons, each in both orders) | the paper starts from LLMs that can already judge; a model trained from scratch cannot | the judge is only as good as these lessons; J1 and J2 check it before any claim is tested |
 # | reference-guided judge query: the model writes its own greedy answer, then picks one of two answer words | a model this small cannot compare two answers cold (the world's docstring gives the measurement) | the judge favours answers close to its own greedy output, so it cannot rank answers better than its own |
 # | the query interleaves the reference and the two responses token by token, cut after 32 tokens each | written one after another, the comparison was not learned (development seed) | the judge compares position by position: a dropped letter shifts everything after it and counts as many mismatches, which it mostly deserves |
-# | judging lessons use the gold answer as the reference; at judging time the reference is the model's own greedy answer | a noisy reference makes a third of the lessons contradict the rule to be learned (development seed) | the judge learns to trust its reference fully, so its mistakes follow its own greedy answer's |
+# | a lesson answers which response grades higher against the lesson's reference; the reference is the gold answer or, in a share `copy_refs` of the lessons, a noisy copy of one of the two responses; at judging time it is the model's own greedy answer | with gold references only, the judge spotted writers' slips instead of reading its reference (development seed: right on 0.76 of lesson pairs, 0.56 of pairs of its own samples, 0.61 with an empty reference) | in about a quarter of the lessons the taught answer is the oracle's worse response: the judge learns to follow its reference, right or wrong, so its mistakes follow its own greedy answer's |
 # | strength P(y_i ≻ y_j) = ½[q(y_i, y_j) + 1 − q(y_j, y_i)], q the judge's probability of "first" renormalised over its two answer words | the paper judges both orders; this exact form is ours | a position bias cancels; P + Pᵀ = 1 (a unit test) |
 # | responses ranked by mean strength against the others | our reading of ranked pairing | none expected with a transitive judge |
 # | π_ref of round t is the policy at the start of round t | the samples of round t come from it | each round is a DPO step from its own sampler |
@@ -113,7 +118,8 @@ answer_b = " 2"  # hf profile: the single-token answer meaning "b is better"
 device = "auto"  # "auto", "cpu" or "cuda"
 out_dir = "../reproductions/osp"  # where figures and result.json go
 judge_per_prompt = 8  # toy: labelled judgements per training prompt in the SFT data (the base's judging lessons)
-base_steps = 2500  # toy: SFT steps of the base (judging is learned slowly by a model this small)
+copy_refs = 0.5  # toy: share of judging lessons whose reference is a noisy copy of one of the two responses
+base_steps = 3500  # toy: SFT steps of the base (judging is learned slowly by a model this small)
 pool_size = 200  # prompts in the self-improvement pool (the paper's small-pool experiment)
 k = 4  # responses sampled per prompt
 iterations = 3  # online rounds: sample, self-judge, pair, train
@@ -195,11 +201,15 @@ print(inspect.getsource(ranked_pairs))
 from prefkit.generate import sample, sample_table
 from prefkit.models import TinyLlamaConfig
 from prefkit.toy import ToyBaseConfig, describe, run_arm, sft_base
-from prefkit.worlds.judging import AlignedJudgeWorld
+from prefkit.worlds.grading import GradedJudgeWorld
 
 if profile == "toy":
-    world = AlignedJudgeWorld(
-        seed=0, n_train=400 if smoke else 2000, n_eval=64 if smoke else 512, judge_per_prompt=judge_per_prompt
+    world = GradedJudgeWorld(
+        seed=0,
+        n_train=400 if smoke else 2000,
+        n_eval=64 if smoke else 512,
+        judge_per_prompt=judge_per_prompt,
+        copy_refs=copy_refs,
     )
     tok = world.tokenizer
     judge = world.judge  # the aligned, reference-guided judge query the lessons teach
@@ -437,13 +447,17 @@ display(claims_table(claims))
 
 # %%
 names = ["seed", "n_seeds", "smoke", "profile", "model_name", "quantize", "dataset", "judge_template", "answer_a",
-         "answer_b", "judge_per_prompt", "base_steps", "pool_size", "k", "iterations", "steps_per_iter", "batch_size", "beta", "lr", "lora_r", "lora_lr"]  # fmt: skip
+         "answer_b", "judge_per_prompt", "copy_refs", "base_steps", "pool_size", "k", "iterations", "steps_per_iter",
+         "batch_size", "beta", "lr", "lora_r", "lora_lr"]  # fmt: skip
 params = {k_: globals()[k_] for k_ in names}
 params.update(claim_delta=DELTA, win_delta=WIN_DELTA, length_delta=LEN_DELTA, judge_acc_threshold=JUDGE_ACC,
               strength_threshold=STRENGTH_DIST, paired_threshold=PAIRED)  # fmt: skip
 extra = {"notebook": "07_osp"}
 if profile == "toy":
-    params.update(base=asdict(base_cfg), world={"seed": world.seed, "judge_per_prompt": world.judge_per_prompt})
+    params.update(
+        base=asdict(base_cfg),
+        world={"seed": world.seed, "judge_per_prompt": world.judge_per_prompt, "copy_refs": world.copy_refs},
+    )
     extra.update(model=describe(base), rounds=log.to_dict("records"))
 path = write_result(
     out,
