@@ -491,16 +491,16 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 judge_note = (
-    "gate J1 failed, while J2 and P1 passed. The judging lessons now teach a comparison: the judge reads the two "
-    "responses (its strengths sit well away from ½, so the soft labels carry a preference) but it agrees with the "
-    "oracle on too few labelled pairs of the SFT model's samples for its labels to be told from a noisy coin, and a "
-    "wrong label here is a confident one. With that judge, OSP (soft) loses against the SFT model in every seed and "
-    "soft labels beat hard ones: what a noisy judge predicts, since the soft loss stops pulling at σ(βΔh) = p while "
-    "the hard one keeps fitting the judge's mistakes. Whether soft strengths help with a judge good enough to "
-    "self-improve is what the paper claims, and this run cannot say. On the development world, each change to the "
-    "judging lessons raised the judge's agreement (one order to both orders and aligned answers, then noisy to gold "
-    "references), while doubling the lessons per prompt lowered it; a longer-trained base is the next lever, not "
-    "yet tried here."
+    "gate J1 failed, while J2 and P1 passed. The judging lessons are now graded against the lesson's reference, "
+    "which is sometimes a noisy copy of one of the two responses, so the judge has to read its reference rather "
+    "than spot a writer's slip. It does: its strengths sit well away from ½, and its agreement with the oracle on "
+    "pairs of its own samples rose above the last run's, but one seed's pairs of three came out well below 0.65 and "
+    "the interval reaches below the threshold. On the development world the same lessons had reached J1's level, "
+    "so the judge is at the gate's edge rather than past it. With this judge OSP (soft) did win against the SFT "
+    "model, soft and hard labels ended level, the oracle-label arm did better than both, and OSP's answers did not "
+    "grow longer than the oracle-label arm's: read as observations, not as tests, since a judge this close to the "
+    "gate cannot tell the paper's mechanism from a lucky draw of its labels. The next lever is the judge's "
+    "reference: it judges against its own greedy answer, and a better answer makes a better reference."
 )
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
     "O1": ("not testable", judge_note),
