@@ -81,6 +81,13 @@ def test_interleave_lines_up_reference_and_answers_token_by_token():
     assert interleave("a " * 40, "b", "c", max_tokens=3) == "a b c a _ _ a _ _"
 
 
+def _read_query(query: str) -> tuple[str, str, str, str]:
+    """(prompt, reference, a, b) of an :class:`AlignedJudge` query, its interleaving undone."""
+    p, aligned = re.fullmatch(r"judge (.+=) \? (.*) \?", query).groups()
+    ref, a, b = (" ".join(w for w in aligned.split()[k::3] if w != "_") for k in range(3))
+    return p, ref, a, b
+
+
 def test_aligned_judge_world_teaches_each_comparison_in_both_orders():
     world = AlignedJudgeWorld(seed=0, n_train=60, n_eval=10, judge_per_prompt=4)
     rows = world.sft_rows(1, random.Random(0))
@@ -90,9 +97,7 @@ def test_aligned_judge_world_teaches_each_comparison_in_both_orders():
     answers = [r["response"] for r in lessons]
     assert answers.count("first") == answers.count("second")  # the answer word says nothing about position
     for one, two in zip(lessons[::2], lessons[1::2]):
-        p, aligned = re.fullmatch(r"judge (.+=) \? (.*) \?", one["prompt"]).groups()
-        triples = aligned.split()
-        ref, a, b = (" ".join(w for w in triples[k::3] if w != "_") for k in range(3))
+        p, ref, a, b = _read_query(one["prompt"])
         assert two["prompt"] == world.judge.query(p, b, a, ref)  # the same comparison and reference, order swapped
         assert one["prompt"] == world.judge.query(p, a, b, ref)
         assert (one["response"], two["response"]) == ("first", "second")
@@ -104,13 +109,11 @@ def test_aligned_judge_world_teaches_each_comparison_in_both_orders():
 
 
 def _lessons(world):
-    """(prompt, reference, first answer, second answer) of each comparison, read back from the query."""
+    """(prompt, reference, first answer, second answer) of each comparison, read back from its first query."""
     out = []
     for one in world.sft_rows(1, random.Random(0))[len(world.train_prompts) :: 2]:
         assert one["response"] == "first"
-        p, aligned = re.fullmatch(r"judge (.+=) \? (.*) \?", one["prompt"]).groups()
-        ref, a, b = (" ".join(w for w in aligned.split()[k::3] if w != "_") for k in range(3))
-        out.append((p, ref, a, b))
+        out.append(_read_query(one["prompt"]))
     return out
 
 
