@@ -17,9 +17,13 @@ Every check raises :class:`PreferenceDataError` naming the row index and the fie
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PAIRWISE_FIELDS = ("prompt", "chosen", "rejected")
@@ -28,14 +32,29 @@ JOINT_FIELDS = ("prompt_chosen", "chosen", "prompt_rejected", "rejected")
 
 
 class PreferenceDataError(ValueError):
-    """Bad preference data; ``row`` and ``field`` say where."""
+    """Bad preference data; ``row`` and ``field`` say where, and for rows read from a file ``source`` names the file
+    and ``line`` its line (JSON Lines and CSV files; ``None`` where a file has no lines to speak of)."""
 
-    def __init__(self, row: int | None, field: str | None, message: str):
-        self.row, self.field = row, field
+    def __init__(
+        self, row: int | None, field: str | None, message: str, source: str | None = None, line: int | None = None
+    ):
+        self.row, self.field, self.source, self.line, self.reason = row, field, source, line, message
         where = ", ".join(
-            p for p in (f"row {row}" if row is not None else "", f"field {field!r}" if field else "") if p
+            p
+            for p in (
+                source or "",
+                f"line {line}" if line is not None else "",
+                f"row {row}" if row is not None else "",
+                f"field {field!r}" if field else "",
+            )
+            if p
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+    def located(self, source: str, lines: Sequence[int | None] | None = None) -> PreferenceDataError:
+        """The same error, naming the file ``source`` and, when ``lines`` maps rows to file lines, the line."""
+        line = lines[self.row] if lines is not None and self.row is not None and self.row < len(lines) else None
+        return PreferenceDataError(self.row, self.field, self.reason, source=source, line=line)
 
 
 def _check_text(row: int, field: str, value: Any, allow_empty: bool = False) -> None:
@@ -294,44 +313,157 @@ def _is_messages(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
 
-def _read_rows(source: str, split: str, limit: int | None, fields: Sequence[str]) -> list[dict]:
-    """Rows from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset id; conversational fields refused."""
-    import json
-    from pathlib import Path
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+_LIST_FIELDS = ("responses", "scores")  # listwise columns a CSV cell holds as JSON lists
 
-    p = Path(source)
-    if p.suffix in (".json", ".jsonl") and p.exists():
-        text = p.read_text()
-        rows = json.loads(text) if p.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
-    else:
-        import datasets
 
-        rows = [dict(r) for r in datasets.load_dataset(source, split=split)]
+def looks_like_hub_id(source: str) -> bool:
+    """``name`` or ``owner/name`` with no data-file suffix: what :func:`read_rows` sends to the Hugging Face Hub when
+    no local file or folder of that name exists."""
+    return bool(_HUB_ID.fullmatch(source)) and not source.lower().endswith(DATA_SUFFIXES)
+
+
+def _read_jsonl(path: Path, name: str) -> tuple[list, list[int]]:
+    rows, lines = [], []
+    with path.open(encoding="utf-8") as f:
+        for n, text in enumerate(f, start=1):
+            if not text.strip():  # blank and whitespace-only lines separate nothing
+                continue
+            try:
+                rows.append(json.loads(text))
+            except json.JSONDecodeError as e:
+                raise PreferenceDataError(None, None, f"is not valid JSON ({e.msg}, column {e.colno})", name, n) from e
+            lines.append(n)
+    return rows, lines
+
+
+def _read_json(path: Path, name: str) -> list:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PreferenceDataError(None, None, f"is not valid JSON ({e.msg}, line {e.lineno} column {e.colno})",
+                                  name, e.lineno) from e  # fmt: skip
+    if not isinstance(data, list):
+        raise PreferenceDataError(None, None, f"holds a JSON {type(data).__name__}, expected a list of rows (one "
+                                  "object per row; or write one object per line in a .jsonl file)", name)  # fmt: skip
+    return data
+
+
+def _read_csv(path: Path, name: str) -> tuple[list, list[int]]:
+    """CSV rows as strings (an empty cell is an empty string); ``responses`` and ``scores`` cells hold JSON lists and
+    a ``strength`` cell a number or nothing."""
+    rows, lines = [], []
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            n = reader.line_num  # the line the record ends on (a quoted cell may span lines)
+            if None in row:
+                raise PreferenceDataError(None, None, f"has {len(reader.fieldnames) + len(row[None])} cells for "
+                                          f"{len(reader.fieldnames)} columns", name, n)  # fmt: skip
+            for k in _LIST_FIELDS:
+                if isinstance(row.get(k), str):
+                    try:
+                        row[k] = json.loads(row[k])
+                    except json.JSONDecodeError as e:
+                        raise PreferenceDataError(
+                            None, k, f"must be a JSON list in a CSV cell ({e.msg})", name, n
+                        ) from e
+            if row.get("strength") is not None:
+                cell = row["strength"].strip()
+                try:
+                    row["strength"] = float(cell) if cell else None
+                except ValueError as e:
+                    raise PreferenceDataError(None, "strength", f"must be a number, got {cell!r}", name, n) from e
+            rows.append(row)
+            lines.append(n)
+    return rows, lines
+
+
+def _read_saved_dataset(path: Path, split: str, name: str) -> list:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError as e:
+        raise PreferenceDataError(None, None, "is a folder but not a dataset saved with save_to_disk", name) from e
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise PreferenceDataError(None, None, f"has no split {split!r} (it has {sorted(ds)})", name)
+        ds = ds[split]
+    return [dict(r) for r in ds]
+
+
+def read_rows(source: str | Path, split: str = "train") -> tuple[list, list[int] | None, str]:
+    """``(rows, lines, name)`` from a local ``.json`` (a list of objects), ``.jsonl`` (one object per line; blank lines
+    skipped), ``.csv`` (a header row; list columns as JSON), ``.parquet`` file (suffixes in any case), a folder
+    written by ``datasets``' ``save_to_disk``, or otherwise a Hugging Face Hub dataset id (``name`` or
+    ``owner/name``). ``lines`` gives each row's line in the file (JSON Lines, CSV), else ``None``; ``name`` is
+    what errors call the source. A local path that does not exist is an error, never a Hub request."""
+    path = Path(source).expanduser()
+    name = str(source)
+    if not path.exists():
+        if looks_like_hub_id(name):
+            import datasets
+
+            return [dict(r) for r in datasets.load_dataset(name, split=split)], None, f"{name} (split {split!r})"
+        raise PreferenceDataError(None, None, "no such file or folder", name)
+    if path.is_dir():
+        return _read_saved_dataset(path, split, name), None, name
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return (*_read_jsonl(path, name), name)
+    if suffix == ".json":
+        return _read_json(path, name), None, name
+    if suffix == ".csv":
+        return (*_read_csv(path, name), name)
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist(), None, name
+        except pa.ArrowException as e:
+            raise PreferenceDataError(None, None, f"is not a readable Parquet file ({e})", name) from e
+    raise PreferenceDataError(None, None, f"has an unsupported type {path.suffix!r} (use one of "
+                              f"{', '.join(DATA_SUFFIXES)} or a save_to_disk folder)", name)  # fmt: skip
+
+
+def _load(source: str | Path, split: str, limit: int | None, fields: Sequence[str], validate: Callable) -> list[dict]:
+    """Rows of ``source`` (see :func:`read_rows`) through ``validate``; every error names the file and the line or
+    row. Conversational fields (lists of messages) are refused."""
+    rows, lines, name = read_rows(source, split)
     rows = rows[:limit] if limit else rows
-    for i, r in enumerate(rows):
-        for f in fields:
-            v = r.get(f)
-            if _is_messages(v) or (f == "responses" and isinstance(v, list) and any(_is_messages(x) for x in v)):
-                raise PreferenceDataError(i, f, "is conversational (a list of messages); render it to text first")
-    return rows
+    try:
+        for i, r in enumerate(rows):
+            _require(i, r, fields)
+            for f in fields:
+                v = r[f]
+                if _is_messages(v) or (f == "responses" and isinstance(v, list) and any(_is_messages(x) for x in v)):
+                    raise PreferenceDataError(i, f, "is conversational (a list of messages); render it to text first")
+        return validate(rows)
+    except PreferenceDataError as e:
+        raise e.located(name, lines) from None
 
 
-def load_pairwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
-    """Pairwise rows from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset id, validated.
+def load_pairwise(source: str | Path, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Pairwise rows from a local ``.json``, ``.jsonl``, ``.csv`` or ``.parquet`` file, a ``save_to_disk`` folder or a
+    Hugging Face Hub dataset id (:func:`read_rows`), validated; the first ``limit`` rows when given. Every error is
+    a :class:`PreferenceDataError` naming the file, the line or row, and the field.
 
     Only string (non-conversational) columns are accepted: a conversational dataset (lists of messages) must be
     rendered to text with its chat template first, and the error says so.
     """
-    return validate_pairwise(_read_rows(source, split, limit, PAIRWISE_FIELDS))
+    return _load(source, split, limit, PAIRWISE_FIELDS, validate_pairwise)
 
 
-def load_joint(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
-    """Joint rows (prompt_chosen, chosen, prompt_rejected, rejected) from a local ``.json`` / ``.jsonl`` file or a
-    Hugging Face dataset id, validated like :func:`load_pairwise`."""
-    return validate_joint(_read_rows(source, split, limit, JOINT_FIELDS))
+def load_joint(source: str | Path, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Joint rows (prompt_chosen, chosen, prompt_rejected, rejected) from a file, folder or Hub id, read and
+    validated like :func:`load_pairwise`."""
+    return _load(source, split, limit, JOINT_FIELDS, validate_joint)
 
 
-def load_listwise(source: str, split: str = "train", limit: int | None = None) -> list[dict]:
-    """Listwise rows (prompt, responses, scores) from a local ``.json`` / ``.jsonl`` file or a Hugging Face dataset
-    id, validated like :func:`load_pairwise`."""
-    return validate_listwise(_read_rows(source, split, limit, LISTWISE_FIELDS))
+def load_listwise(source: str | Path, split: str = "train", limit: int | None = None) -> list[dict]:
+    """Listwise rows (prompt, responses, scores) from a file, folder or Hub id, read and validated like
+    :func:`load_pairwise` (in a CSV file, ``responses`` and ``scores`` cells hold JSON lists)."""
+    return _load(source, split, limit, LISTWISE_FIELDS, validate_listwise)

@@ -288,3 +288,145 @@ def test_sampled_lists_may_hold_empty_responses_when_asked():
     with pytest.raises(PreferenceDataError, match="empty"):
         listwise_to_pairwise(rows)
     assert listwise_to_pairwise(rows, allow_empty=True) == [{"prompt": "p", "chosen": "a", "rejected": ""}]
+
+
+# ---- files: every format, every failure names the file and the line or row --------------------------------------
+
+
+def _write_pairs_everywhere(tmp_path, rows):
+    """The same pairwise rows as .jsonl, .JSONL, .json, .csv, .parquet and a save_to_disk folder."""
+    import json
+
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = {s: tmp_path / f"rows{s}" for s in (".jsonl", ".JSONL", ".json", ".csv", ".parquet")}
+    paths[".jsonl"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths[".JSONL"].write_text("\n".join(json.dumps(r) for r in rows) + "\n  \n")  # a whitespace-only last line
+    paths[".json"].write_text(json.dumps(rows))
+    cols = list(rows[0])
+    paths[".csv"].write_text(",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), paths[".parquet"])
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
+    paths["saved"] = tmp_path / "saved"
+    return paths
+
+
+def test_every_file_format_and_a_saved_dataset_load_the_same_rows(tmp_path):
+    from prefkit.data import load_pairwise
+
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b", "strength": 0.75}, {**GOOD_PAIR, "strength": 1.0}]
+    for kind, path in _write_pairs_everywhere(tmp_path, rows).items():
+        assert load_pairwise(path) == rows, kind
+        assert load_pairwise(str(path), limit=1) == rows[:1], kind
+
+
+def test_listwise_csv_cells_hold_json_lists(tmp_path):
+    from prefkit.data import load_listwise
+
+    (tmp_path / "l.csv").write_text('prompt,responses,scores\np,"[""a"", ""b""]","[1, 0]"\n')
+    assert load_listwise(tmp_path / "l.csv") == [{"prompt": "p", "responses": ["a", "b"], "scores": [1.0, 0.0]}]
+    (tmp_path / "bad.csv").write_text('prompt,responses,scores\np,"[""a"", ""b""]","[1, 0]"\nq,a b,"[1, 0]"\n')
+    with pytest.raises(PreferenceDataError, match=r"bad.csv, line 3, field 'responses': must be a JSON list") as e:
+        load_listwise(tmp_path / "bad.csv")
+    assert (e.value.line, e.value.field) == (3, "responses")
+
+
+def _raises_located(load, path, line, row, field, match):
+    with pytest.raises(PreferenceDataError, match=match) as e:
+        load(path)
+    err = e.value
+    assert (err.line, err.row, err.field) == (line, row, field), str(err)
+    assert str(path) in str(err) and err.source == str(path)
+    if line is not None:
+        assert f"line {line}" in str(err)
+    return err
+
+
+def test_bad_files_name_the_file_and_the_line(tmp_path):
+    import json
+
+    from prefkit.data import load_pairwise
+
+    good = json.dumps(GOOD_PAIR)
+    p = tmp_path / "broken.jsonl"
+    p.write_text(f"{good}\n\n{good[:-5]}\n{good}\n")  # line 3 is cut short
+    _raises_located(load_pairwise, p, 3, None, None, r"broken.jsonl, line 3: is not valid JSON")
+    p = tmp_path / "gap.jsonl"  # validation errors after blank lines point at the file line, not the row index
+    p.write_text(f"{good}\n   \n\n{json.dumps({**GOOD_PAIR, 'chosen': ''})}\n")
+    _raises_located(load_pairwise, p, 4, 1, "chosen", r"gap.jsonl, line 4, row 1, field 'chosen': is empty")
+    p = tmp_path / "missing.jsonl"
+    p.write_text(f"{good}\n{json.dumps({'prompt': 'p', 'chosen': 'a'})}\n")
+    _raises_located(load_pairwise, p, 2, 1, "rejected", r"line 2, row 1, field 'rejected': is missing")
+    p = tmp_path / "not_rows.jsonl"
+    p.write_text(f'{good}\n"just a string"\n')
+    _raises_located(load_pairwise, p, 2, 1, None, r"line 2, row 1: must be a mapping of fields, got str")
+    p = tmp_path / "object.json"
+    p.write_text(json.dumps(GOOD_PAIR))
+    _raises_located(load_pairwise, p, None, None, None, r"object.json: holds a JSON dict, expected a list of rows")
+    p = tmp_path / "strings.json"
+    p.write_text(json.dumps([GOOD_PAIR, "a"]))
+    _raises_located(load_pairwise, p, None, 1, None, r"strings.json, row 1: must be a mapping of fields, got str")
+    p = tmp_path / "bad.json"
+    p.write_text("[\n" + good + ",\n{oops}\n]")
+    _raises_located(load_pairwise, p, 3, None, None, r"bad.json, line 3: is not valid JSON")
+    p = tmp_path / "tie.csv"
+    p.write_text('prompt,chosen,rejected\np,a,b\n"two\nlines",a,a\n')  # a quoted cell spans lines 3-4
+    _raises_located(load_pairwise, p, 4, 1, "rejected", r"tie.csv, line 4, row 1, field 'rejected': is identical")
+    p = tmp_path / "empty_cell.csv"
+    p.write_text("prompt,chosen,rejected\np,a,\n")
+    _raises_located(load_pairwise, p, 2, 0, "rejected", r"line 2, row 0, field 'rejected': is empty")
+    p = tmp_path / "cells.csv"
+    p.write_text("prompt,chosen,rejected\np,a,b,c\n")
+    _raises_located(load_pairwise, p, 2, None, None, r"cells.csv, line 2: has 4 cells for 3 columns")
+    p = tmp_path / "strength.csv"
+    p.write_text("prompt,chosen,rejected,strength\np,a,b,high\n")
+    _raises_located(load_pairwise, p, 2, None, "strength", r"field 'strength': must be a number, got 'high'")
+    p = tmp_path / "nan.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{**GOOD_PAIR, "strength": 1.0}, {**GOOD_PAIR, "strength": float("nan")}]  # schema from row 0
+    pq.write_table(pa.Table.from_pylist(rows), p)
+    _raises_located(load_pairwise, p, None, 1, "strength", r"nan.parquet, row 1, field 'strength': must be finite")
+    p = tmp_path / "junk.parquet"
+    p.write_text("not parquet")
+    _raises_located(load_pairwise, p, None, None, None, r"junk.parquet: is not a readable Parquet file")
+    p = tmp_path / "rows.txt"
+    p.write_text(good)
+    _raises_located(load_pairwise, p, None, None, None, r"rows.txt: has an unsupported type '.txt'")
+    p = tmp_path / "folder"
+    p.mkdir()
+    _raises_located(load_pairwise, p, None, None, None, r"folder: is a folder but not a dataset saved with")
+
+
+def test_a_saved_dataset_without_the_split_says_which_it_has(tmp_path):
+    import datasets
+
+    from prefkit.data import load_pairwise
+
+    datasets.DatasetDict({"test": datasets.Dataset.from_list([GOOD_PAIR])}).save_to_disk(str(tmp_path / "d"))
+    assert load_pairwise(tmp_path / "d", split="test") == [GOOD_PAIR]
+    _raises_located(load_pairwise, tmp_path / "d", None, None, None, r"has no split 'train' \(it has \['test'\]\)")
+
+
+def test_a_path_that_does_not_exist_is_never_sent_to_the_hub(tmp_path, monkeypatch):
+    import datasets
+
+    from prefkit.data import load_pairwise, looks_like_hub_id
+
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: asked.append((name, split)) or [GOOD_PAIR])
+    for missing in ("missing_dir/rows.jsonl", "rows.JSONL", str(tmp_path / "rows.csv"), "./data", "a/b/c", "~/x"):
+        assert not looks_like_hub_id(missing)
+        _raises_located(load_pairwise, missing, None, None, None, "no such file or folder")
+    assert asked == []
+    assert looks_like_hub_id("trl-lib/ultrafeedback_binarized") and looks_like_hub_id("imdb")
+    assert load_pairwise("trl-lib/ultrafeedback_binarized", split="test") == [GOOD_PAIR]
+    assert asked == [("trl-lib/ultrafeedback_binarized", "test")]
+    monkeypatch.chdir(tmp_path)  # a local folder of a Hub-like name wins over the Hub
+    (tmp_path / "owner").mkdir()
+    datasets.Dataset.from_list([{**GOOD_PAIR, "prompt": "local"}]).save_to_disk(str(tmp_path / "owner" / "name"))
+    assert load_pairwise("owner/name")[0]["prompt"] == "local"
+    assert len(asked) == 1
