@@ -114,10 +114,15 @@ def validate_pairwise(rows: Iterable[Mapping[str, Any]], allow_identical: bool =
 
 
 def validate_listwise(
-    rows: Iterable[Mapping[str, Any]], allow_ties: bool = True, allow_empty: bool = False
+    rows: Iterable[Mapping[str, Any]],
+    allow_ties: bool = True,
+    allow_empty: bool = False,
+    allow_all_tied: bool = False,
 ) -> list[dict]:
-    """Check listwise rows: K >= 2 responses, one finite score each, ties only where ``allow_ties``. Empty responses
-    are refused unless ``allow_empty`` (a policy's own samples may legitimately end at once)."""
+    """Check listwise rows: K >= 2 responses, one finite score each, ties only where ``allow_ties``. A list whose
+    scores are all equal carries no preference (pair losses give it 0, Plackett-Luce a constant) and is refused, as
+    an identical pair is, unless ``allow_all_tied``. Empty responses are refused unless ``allow_empty``. A policy's
+    own samples may legitimately be empty or all tied: pass both flags for those."""
     out = []
     for i, ex in enumerate(rows):
         _require(i, ex, LISTWISE_FIELDS)
@@ -136,6 +141,8 @@ def validate_listwise(
         fs = [_check_number(i, f"scores[{k}]", s) for k, s in enumerate(scores)]
         if not allow_ties and len(set(fs)) < len(fs):
             raise PreferenceDataError(i, "scores", f"has ties ({fs}) and this loss does not allow them")
+        if not allow_all_tied and len(set(fs)) == 1:
+            raise PreferenceDataError(i, "scores", f"are all equal ({fs[0]}): the list carries no preference")
         out.append({**ex, "scores": fs})
     if not out:
         raise PreferenceDataError(None, None, "no rows")
@@ -166,10 +173,14 @@ def pairwise_to_joint(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
     ]
 
 
-def listwise_to_pairwise(rows: Iterable[Mapping[str, Any]], how: str = "all", allow_empty: bool = False) -> list[dict]:
-    """Expand ranked lists into pairs: ``how="all"`` (every untied pair) or ``"best_worst"``."""
+def listwise_to_pairwise(
+    rows: Iterable[Mapping[str, Any]], how: str = "all", allow_empty: bool = False, allow_all_tied: bool = False
+) -> list[dict]:
+    """Expand ranked lists into pairs: ``how="all"`` (every untied pair) or ``"best_worst"``. The lists are checked
+    by :func:`validate_listwise` (``allow_empty``, ``allow_all_tied``: for a policy's own samples); an all-tied list
+    gives no pair."""
     pairs = []
-    for ex in validate_listwise(rows, allow_empty=allow_empty):
+    for ex in validate_listwise(rows, allow_empty=allow_empty, allow_all_tied=allow_all_tied):
         order = sorted(range(len(ex["scores"])), key=lambda k: -ex["scores"][k])
         if how == "best_worst":
             idx = [(order[0], order[-1])] if ex["scores"][order[0]] > ex["scores"][order[-1]] else []

@@ -163,11 +163,24 @@ def test_listwise_to_pairwise_best_worst():
         {"prompt": "q", "responses": ["x", "y"], "scores": [1.0, 1.0]},  # all tied: no pair
         {"prompt": "r", "responses": ["u", "v"], "scores": [0.0, 3.0]},
     ]
-    pairs = listwise_to_pairwise(rows, how="best_worst")
+    with pytest.raises(PreferenceDataError, match=r"row 1, field 'scores': are all equal \(1.0\)") as e:
+        listwise_to_pairwise(rows, how="best_worst")
+    _assert_names(e.value, 1, "scores")
+    pairs = listwise_to_pairwise(rows, how="best_worst", allow_all_tied=True)  # e.g. a policy's own samples
     assert pairs == [
         {"prompt": "p", "chosen": "b", "rejected": "c"},
         {"prompt": "r", "chosen": "v", "rejected": "u"},
     ]
+
+
+def test_all_tied_lists_are_refused_unless_allowed_like_identical_pairs():
+    rows = [GOOD_LIST, {"prompt": "q", "responses": ["x", "y", "z"], "scores": [0.5, 0.5, 0.5]}]
+    with pytest.raises(PreferenceDataError, match="carries no preference") as e:
+        validate_listwise(rows)
+    _assert_names(e.value, 1, "scores")
+    assert validate_listwise(rows, allow_all_tied=True)[1]["scores"] == [0.5] * 3
+    partly = [{"prompt": "q", "responses": ["x", "y", "z"], "scores": [1.0, 0.5, 0.5]}]
+    assert validate_listwise(partly) == partly  # a partial tie still ranks something
 
 
 def test_listwise_to_pairwise_unknown_how_raises():

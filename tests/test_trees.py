@@ -93,6 +93,23 @@ def test_adaptive_step_weights_closed_form():
     assert adaptive_step_weights(h, mask, scores)[0, 1, 0].item() == 0.0  # a step the response lacks weighs nothing
 
 
+def test_tied_best_leaves_share_the_adaptive_weights_whatever_their_order():
+    h = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.0]], [[1.0, 1.0]]]], dtype=torch.float64)
+    scores = torch.tensor([[0.9, 0.9, 0.2, 0.3]], dtype=torch.float64)  # responses 0 and 1 tie for the best
+    w = adaptive_step_weights(h, torch.ones(1, 4, 1, dtype=torch.float64), scores)[0, :, 0]
+    c = 1 / math.sqrt(2)
+    want = 1 + torch.tensor([(1 + 0) / 2, (0 + 1) / 2, (-1 + 0) / 2, (c + c) / 2], dtype=torch.float64)
+    torch.testing.assert_close(w, want)  # the mean similarity to the tied best responses
+    x = _steps(B=2, K=4, seed=3)
+    x["scores"][:, 1] = x["scores"][:, 3] = x["scores"].amax(-1) + 1  # a tie at the top
+    loss, s = tree_po_loss(**x)
+    for perm in ([3, 0, 2, 1], [1, 2, 3, 0]):  # either tied leaf listed first
+        xp = {k: v[:, torch.tensor(perm)] for k, v in x.items()}
+        loss_p, s_p = tree_po_loss(**xp)
+        torch.testing.assert_close(loss_p, loss)
+        torch.testing.assert_close(s_p, s[:, torch.tensor(perm)])
+
+
 def test_a_shared_prefix_step_cancels_in_every_pair():
     """Leaves that share their first step with the best leaf have the same hidden states and log-ratio there: shifting
     that step's log-ratio moves every reward equally and changes no pair."""

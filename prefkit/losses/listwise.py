@@ -203,14 +203,16 @@ def adaptive_step_weights(
 
     w_{k,s} = 1 + cos(h̄_{k,s}, h̄_{best,s}), the similarity of step s of response k to step s of the best-scored
     response, in [0, 2]. This is the form of the official code (the paper's equation could not be checked); steps the
-    best response does not have get w = 1, and missing steps w = 0.
+    best response does not have get w = 1, and missing steps w = 0. When several responses tie for the best score,
+    the similarity is averaged over those of them that have step s (an argmax would take whichever is listed first,
+    so the loss would depend on the order of the list).
     """
-    best = scores.argmax(-1)  # (B,)
-    rows = torch.arange(scores.shape[0], device=scores.device)
-    h_best = step_hidden[rows, best][:, None]  # (B, 1, S, H)
-    cos = F.cosine_similarity(step_hidden, h_best.expand_as(step_hidden), dim=-1)  # (B, K, S)
-    has_best = step_mask[rows, best][:, None]  # (B, 1, S)
-    w = torch.where(has_best > 0, 1.0 + cos, torch.ones_like(cos))
+    best = (scores == scores.amax(-1, keepdim=True)).to(step_hidden.dtype)  # (B, K)
+    cos = F.cosine_similarity(step_hidden[:, :, None], step_hidden[:, None, :], dim=-1)  # (B, K, K, S): k vs j
+    from_best = best[:, :, None] * step_mask.to(step_hidden.dtype)  # (B, K, S): step s of a best response j
+    n_best = from_best.sum(1)[:, None]  # (B, 1, S)
+    mean_cos = (cos * from_best[:, None]).sum(2) / n_best.clamp(min=1)  # (B, K, S)
+    w = torch.where(n_best > 0, 1.0 + mean_cos, torch.ones_like(mean_cos))
     return (w * step_mask).detach()
 
 
