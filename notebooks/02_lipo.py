@@ -259,7 +259,7 @@ final, units, fit_units = [], {}, {}  # units[(arm, K, seed)]: per-prompt values
 if profile == "toy":
     for s in seeds:
         for k in list_sizes:
-            pairs = listwise_to_pairwise(lists[(s, k)], "all", allow_empty=True, allow_all_tied=True)  # every preferred pair ψ_i > ψ_j
+            pairs = listwise_to_pairwise(lists[(s, k)], "all", allow_empty=True, allow_all_tied=True)  # ψ_i > ψ_j
             rank_pairs = random.Random(s).sample(pairs, min(n_rank, len(pairs)))
             labels = torch.tensor([r["scores"] for r in lists[(s, k)]], dtype=torch.float32)
             for name, loss in arms.items():
