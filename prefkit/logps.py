@@ -38,7 +38,9 @@ def encode(
 
     Returns ``input_ids``, ``attention_mask`` and ``response_mask`` (1 on response tokens, including the closing EOS),
     each (N, T). Strings are tokenised (prompt with the tokenizer's special tokens, response without); lists of ints
-    are used as they are. With ``max_length`` the response is truncated from the right (the prompt is kept whole).
+    are used as they are. With ``max_length`` the response is truncated from the right (the prompt is kept whole); a
+    prompt that leaves no room for its response is an error (cut prompts first: :class:`prefkit.train.StepBatches`
+    does, from the left).
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
@@ -52,7 +54,10 @@ def encode(
         if add_eos and (not r_ids or r_ids[-1] != eos):
             r_ids = r_ids + [eos]
         if max_length is not None:
-            r_ids = r_ids[: max(0, max_length - len(p_ids))]
+            if len(p_ids) >= max_length and r_ids:
+                raise ValueError(f"sequence {len(rows)}: its prompt has {len(p_ids)} tokens, which leaves no room for "
+                                 f"the response within max_length {max_length}")  # fmt: skip
+            r_ids = r_ids[: max_length - len(p_ids)]
         rows.append((p_ids, r_ids))
     T = max(len(p) + len(r) for p, r in rows)
     input_ids = torch.full((len(rows), T), pad, dtype=torch.long)

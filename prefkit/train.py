@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -208,6 +209,14 @@ class StepBatches:
 
     ``extra(rows) -> dict`` adds tensors built from the batch's rows (an auxiliary task's inputs, e.g.
     :meth:`prefkit.degree.DegreeTask.batch`).
+
+    **Length.** With ``max_length`` (else, when :func:`train` starts, the policy's context length,
+    ``config.max_position_embeddings``) every sequence is fitted to ``max_length`` tokens as TRL does: a row's
+    prompt is cut from the left (its first token kept when it is BOS) as far as its longest response needs, but never
+    below ``keep_prompt`` tokens (default half of ``max_length``), then each response is cut from the right (losing
+    its EOS). A row's responses keep one shared prompt. :meth:`fit` reports how many rows were cut; a row whose cut
+    would drop a special token (e.g. an image token) from its prompt, or whose step spans would be cut, is a :class:`prefkit.data.PreferenceDataError`. A response keeps at least
+    ``max_length - keep_prompt`` tokens, so none is left empty.
     """
 
     def __init__(
@@ -219,6 +228,8 @@ class StepBatches:
         kind: str = "pairwise",
         mask_prompt: bool = False,
         extra: Callable[[list[dict]], dict] | None = None,
+        max_length: int | None = None,
+        keep_prompt: int | None = None,
     ):
         if kind not in ("pairwise", "listwise", "sft"):
             raise ValueError(f"kind must be 'pairwise', 'listwise' or 'sft', got {kind!r}")
@@ -227,6 +238,84 @@ class StepBatches:
         self.rows, self.tok, self.bs, self.seed, self.kind = list(rows), tokenizer, int(batch_size), int(seed), kind
         self.mask_prompt, self.extra = mask_prompt, extra
         self._perms: dict[int, list[int]] = {}
+        self.max_length: int | None = None
+        self.truncation: dict[str, int] = {}
+        if max_length is not None:
+            self.fit(max_length, keep_prompt)
+
+    def _sequences(self, row: dict) -> list[tuple[str, list[tuple[str, Any]]]]:
+        """A row's prompts, each with the (field, text) of the responses that share it."""
+        if self.kind == "sft":
+            return [("prompt", [("response", row["response"])])]
+        if self.kind == "listwise":
+            return [("prompt", [(f"responses[{k}]", y) for k, y in enumerate(row["responses"])])]
+        if "prompt_chosen" in row:
+            return [
+                ("prompt_chosen", [("chosen", row["chosen"])]),
+                ("prompt_rejected", [("rejected", row["rejected"])]),
+            ]
+        return [("prompt", [(f, row[f]) for f in ("chosen", "rejected", "gold") if f in row])]
+
+    def _lengths(self, texts: list, special: bool, eos: int | None = None) -> list[int]:
+        """Token counts of texts (strings tokenised in one call, token-id lists as they are), + 1 for an EOS that
+        :func:`prefkit.logps.encode` would append where ``eos`` is given."""
+        strings = [t for t in texts if isinstance(t, str)]
+        ids = iter(self.tok(strings, add_special_tokens=special)["input_ids"] if strings else [])
+        out = []
+        for t in texts:
+            t = next(ids) if isinstance(t, str) else list(t)
+            out.append(len(t) + (eos is not None and (not t or t[-1] != eos)))
+        return out
+
+    def fit(self, max_length: int, keep_prompt: int | None = None, progress: bool = False) -> dict[str, int]:
+        """Fit every row to ``max_length`` tokens (the policy in the class docstring) and return (and keep, as
+        ``truncation``) the counts: ``rows``, ``cut`` (rows with anything cut), ``prompts_cut``,
+        ``responses_cut`` (responses cut from the right)."""
+        from .data import PreferenceDataError
+        from .logps import _ids
+
+        keep = max_length // 2 if keep_prompt is None else int(keep_prompt)
+        if max_length < 2 or not 0 <= keep < max_length:
+            raise ValueError(f"need max_length >= 2 and 0 <= keep_prompt < max_length, got {max_length}, {keep}")
+        eos, bos = self.tok.eos_token_id, self.tok.bos_token_id
+        special = set(self.tok.all_special_ids) - {bos}
+        counts = {"rows": len(self.rows), "cut": 0, "prompts_cut": 0, "responses_cut": 0}
+        groups = [(i, pf, rs) for i, row in enumerate(self.rows) for pf, rs in self._sequences(row)]
+        p_len = self._lengths([self.rows[i][pf] for i, pf, _ in groups], special=True)
+        r_len = iter(self._lengths([y for *_, rs in groups for _, y in rs], special=False, eos=eos))
+        rows, cut_rows = list(self.rows), set()
+        for (i, prompt_field, responses), n_p in zip(tqdm(groups, desc="fit lengths", disable=not progress,
+                                                          leave=False), p_len):  # fmt: skip
+            lengths = [next(r_len) for _ in responses]
+            longest = max(lengths)
+            if n_p + longest <= max_length:
+                continue
+            if "step_spans" in rows[i]:
+                raise PreferenceDataError(i, responses[lengths.index(longest)][0], f"is {longest} tokens after a "
+                                          f"{n_p}-token prompt, over max_length {max_length}, and its step spans "
+                                          "cannot be cut: shorten it or raise max_length")  # fmt: skip
+            cut_rows.add(i)
+            n_prompt = min(n_p, max(keep, max_length - longest))  # < max_length: every response keeps a token
+            if n_prompt < n_p:
+                p = _ids(self.tok, rows[i][prompt_field], special=True)
+                head = p[:1] if bos is not None and p[:1] == [bos] else []  # BOS stays in front
+                tail = max(0, n_prompt - len(head))
+                kept, dropped = head[:n_prompt] + p[len(p) - tail :], p[len(head) : len(p) - tail]
+                lost = sorted({t for t in dropped if t in special})
+                if lost:
+                    raise PreferenceDataError(i, prompt_field, f"would lose special tokens {lost} when cut to "
+                                              f"{n_prompt} tokens to fit max_length {max_length}: raise max_length "
+                                              "or shorten the prompt")  # fmt: skip
+                rows[i] = {**rows[i], prompt_field: kept}
+                counts["prompts_cut"] += 1
+            counts["responses_cut"] += sum(n > max_length - n_prompt for n in lengths)
+        counts["cut"] = len(cut_rows)
+        self.rows, self.max_length, self.truncation = rows, int(max_length), counts
+        if counts["cut"]:
+            tqdm.write(f"{counts['cut']} of {counts['rows']} rows longer than {max_length} tokens were cut: "
+                       f"{counts['prompts_cut']} prompts from the left, {counts['responses_cut']} responses from "
+                       "the right")  # fmt: skip
+        return counts
 
     def _perm(self, epoch: int) -> list[int]:
         if epoch not in self._perms:
@@ -245,10 +334,11 @@ class StepBatches:
         return batch
 
     def _encode(self, rows: list[dict]) -> dict[str, Tensor]:
+        n = self.max_length
         if self.kind == "sft":
-            return encode(self.tok, [r["prompt"] for r in rows], [r["response"] for r in rows])
+            return encode(self.tok, [r["prompt"] for r in rows], [r["response"] for r in rows], n)
         if self.kind == "listwise":
-            batch = encode_lists(self.tok, [r["prompt"] for r in rows], [r["responses"] for r in rows])
+            batch = encode_lists(self.tok, [r["prompt"] for r in rows], [r["responses"] for r in rows], n)
             batch["scores"] = torch.tensor([[float(x) for x in r["scores"]] for r in rows])
             if "ref_logps" in rows[0]:
                 batch["ref_logps"] = torch.tensor([[float(x) for x in r["ref_logps"]] for r in rows])
@@ -258,13 +348,13 @@ class StepBatches:
                     batch["ref_step_logps"] = pad_steps([r["ref_step_logps"] for r in rows])
             return batch
         if "prompt_chosen" in rows[0]:  # joint rows (DOVE): the prompts are scored too unless mask_prompt
-            batch = encode_joint(self.tok, rows, mask_prompt=self.mask_prompt)
+            batch = encode_joint(self.tok, rows, mask_prompt=self.mask_prompt, max_length=n)
         elif "gold" in rows[0]:  # triples (Triple PO): chosen, rejected, then gold, in one forward
             prompts = [r["prompt"] for r in rows]
-            batch = encode(self.tok, prompts * 3, [r[k] for k in ("chosen", "rejected", "gold") for r in rows])
+            batch = encode(self.tok, prompts * 3, [r[k] for k in ("chosen", "rejected", "gold") for r in rows], n)
             batch["n_branches"] = 3
         else:
-            batch = encode_pairs(self.tok, rows)
+            batch = encode_pairs(self.tok, rows, n)
         if any("strength" in r for r in rows):
             batch["strength"] = torch.tensor([float(r.get("strength", 1.0)) for r in rows])
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
@@ -394,6 +484,9 @@ def train(
         raise ValueError("policy has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    context = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
+    if isinstance(batches, StepBatches) and batches.max_length is None and isinstance(context, int):
+        batches.fit(context)  # the length policy at the policy's context length (see StepBatches)
     policy, optimizer = accelerator.prepare(policy, optimizer)
     rows: list[dict] = []
     evals: list[dict] = []
