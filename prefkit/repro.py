@@ -9,6 +9,7 @@ versions, device, seeds, wall time); ``write_ledger`` regenerates ``reproduction
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -169,12 +170,18 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+_UMASK = os.umask(0o022)  # read the process's umask (setting it is the only way) and put it back
+os.umask(_UMASK)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename; the file gets the
+    usual permissions (0666 less the umask), not the temporary file's owner-only ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -185,6 +192,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that a killed process left in ``folder`` (``.name.*.tmp`` from
+    :func:`atomic_write_text`, ``.name.tmp.png`` from :func:`prefkit.plot.save`) older than this process; returns
+    them."""
+    folder, removed = Path(folder), []
+    for f in [*folder.glob(".*.tmp"), *folder.glob(".*.tmp.*")] if folder.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            if f.is_file() and f.stat().st_mtime < _T0:
+                f.unlink()
+                removed.append(f)
+    return removed
 
 
 class DirtyTreeError(RuntimeError):
@@ -232,6 +252,7 @@ def write_result(
     ``environment.dirty_override`` set and the ledger marks it.
     """
     out_dir = Path(out_dir)
+    remove_stale_temporaries(out_dir)
     missing = [f for f in figures if not (out_dir / f).exists()]
     if missing:
         raise FileNotFoundError(f"figures not found in {out_dir}: {missing}")

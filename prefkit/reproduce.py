@@ -7,9 +7,11 @@
 
 Each notebook runs in its own papermill process (full toy profile: ``-p smoke False``), with ``THREADS`` torch and
 OpenMP threads, ``JOBS`` at a time, the longest first (by the wall time of its previous run; unknown ones first, as
-they may be the longest). Its log goes to ``runs/<notebook>.log`` and the executed copy to ``runs/<notebook>.ipynb``; a successful run's
-executed copy, outputs and figures inline, is also saved next to its result as
-``reproductions/<method>/<notebook>.ipynb`` for readers who do not run anything.
+they may be the longest). Its log goes to ``runs/<notebook>.log`` and the executed copy to ``runs/<notebook>.ipynb``.
+A run writes its figures and result into a staging folder, ``reproductions/.<method>.staging``; when it succeeds, the
+executed copy (outputs and figures inline, for readers who do not run anything) joins them as
+``<notebook>.ipynb`` and the folder is swapped in for ``reproductions/<method>``. A run that fails or is killed
+leaves the previous files as they were, all from one run, and the next run clears what it left.
 
 When papermill succeeds, the scheduler adds a ``run`` record to the notebook's result.json: the *run key* (sha256 of
 the notebook's cells, of the prefkit modules the run imported, as ``write_result`` lists them, and of the parameters
@@ -33,6 +35,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -96,6 +99,16 @@ class Notebook:
         }
 
     @property
+    def staging(self) -> Path:
+        """Where a run writes its figures, result and executed copy, swapped in for ``out_dir`` when it succeeds."""
+        return self.out_dir.parent / f".{self.out_dir.name}.staging"
+
+    @property
+    def retired(self) -> Path:
+        """Where the previous ``out_dir`` waits, during a swap, to be removed."""
+        return self.out_dir.parent / f".{self.out_dir.name}.old"
+
+    @property
     def executed(self) -> Path:
         """The executed copy, with outputs and figures inline, that a reader sees without running anything."""
         return self.out_dir / f"{self.name}.ipynb"
@@ -141,8 +154,30 @@ def why_run(nb: Notebook, key: dict[str, str]) -> str | None:
     return None
 
 
-def papermill_command(nb: Notebook, executed: Path) -> list[str]:
-    """papermill in this Python, the kernel working in the notebook's folder."""
+def recover(nb: Notebook) -> None:
+    """Clear what a killed run left: a staging folder (a run that never finished), and a retired folder (a swap cut
+    short; the previous set of files is put back if the new one was not yet in place)."""
+    if nb.retired.exists():
+        if nb.out_dir.exists():
+            shutil.rmtree(nb.retired)
+        else:
+            nb.retired.replace(nb.out_dir)
+    if nb.staging.exists():
+        shutil.rmtree(nb.staging)
+
+
+def swap_in(nb: Notebook) -> None:
+    """Put ``nb.staging`` in the place of ``nb.out_dir`` by two renames (a kill between them is undone by
+    :func:`recover`), so a reader finds the figures, result and executed copy of one run, never a mix of two."""
+    if nb.out_dir.exists():
+        nb.out_dir.replace(nb.retired)
+    nb.staging.replace(nb.out_dir)
+    shutil.rmtree(nb.retired, ignore_errors=True)
+
+
+def papermill_command(nb: Notebook, executed: Path, out_dir: Path | None = None) -> list[str]:
+    """papermill in this Python, the kernel working in the notebook's folder; ``out_dir`` replaces the output folder
+    of :attr:`Notebook.parameters` (the run writes to its staging folder)."""
     cmd = [
         sys.executable,
         "-m",
@@ -154,7 +189,10 @@ def papermill_command(nb: Notebook, executed: Path) -> list[str]:
         str(nb.path),
         str(executed),
     ]
-    for k, v in nb.parameters.items():
+    parameters = dict(nb.parameters)
+    if out_dir is not None:
+        parameters["out_dir"] = os.path.relpath(out_dir, nb.path.parent)
+    for k, v in parameters.items():
         cmd += ["-p", k, str(v)]
     return cmd
 
@@ -174,22 +212,16 @@ def _or_inf(x: float | None) -> float:
     return float("inf") if x is None else x
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """Identity of a file version: result.json is replaced by a rename, so a new version has a new inode/mtime."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
 def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: int) -> tuple[str | None, float]:
-    """Run papermill on ``nb`` (output to ``runs_dir/<name>.log``) and add the ``run`` record to its result.json.
-    Returns (None or what went wrong, wall time in seconds)."""
+    """Run papermill on ``nb`` (output to ``runs_dir/<name>.log``) into its staging folder, add the ``run`` record to
+    the result and the executed copy next to it, and swap the folder in. Returns (None or what went wrong, wall time
+    in seconds); a run that fails or is killed leaves the previous files untouched."""
     key = nb.run_key(package)  # what is executed now, should a file change while other notebooks run
     hashes = file_hashes(package)  # ... of which the modules the run imports are keyed once it has listed them
-    cmd = papermill_command(nb, runs_dir / f"{nb.name}.ipynb")
-    before = _file_id(nb.result)
+    recover(nb)
+    nb.staging.mkdir(parents=True)
+    cmd = papermill_command(nb, runs_dir / f"{nb.name}.ipynb", nb.staging)
+    staged = nb.staging / nb.result.name
     started, t0 = _now(), time.perf_counter()
     with open(runs_dir / f"{nb.name}.log", "w") as log:
         log.write(f"$ {shlex.join(cmd)}\n")
@@ -198,16 +230,20 @@ def _execute(nb: Notebook, runs_dir: Path, package: Path, threads: int, jobs: in
     wall = time.perf_counter() - t0
     if rc != 0:
         return f"papermill exited with status {rc}", wall
-    if _file_id(nb.result) in (None, before):
+    if not staged.exists():
         return f"the notebook ran but did not write {nb.result}", wall
-    record = load_result(nb.result)
+    record = load_result(staged)
     modules = record.get("environment", {}).get("prefkit_modules")
     if modules is not None:
         key.update(prefkit_sha256=combine_hashes(hashes, modules), prefkit_modules=modules)
     record["run"] = {**key, "wall_s": round(wall, 1), "threads": threads, "jobs": jobs}
     record["run"].update(started=started, finished=_now())
-    atomic_write_text(nb.result, json.dumps(record, indent=2) + "\n")
-    atomic_write_text(nb.executed, reader_copy((runs_dir / f"{nb.name}.ipynb").read_text()))
+    atomic_write_text(staged, json.dumps(record, indent=2) + "\n")
+    # the reader's copy names the output folder the files end up in, not the staging folder they were written to
+    final, staging = (os.path.relpath(d, nb.path.parent) for d in (nb.out_dir, nb.staging))
+    executed = reader_copy((runs_dir / f"{nb.name}.ipynb").read_text())
+    atomic_write_text(nb.staging / nb.executed.name, executed.replace(staging, final))
+    swap_in(nb)
     return None, wall
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -431,13 +432,34 @@ def _named_trainable(policy, modules: Sequence[torch.nn.Module]) -> dict[str, Te
 
 
 def _save_checkpoint(policy, modules, optimizer, step: int, rows: list, evals: list, ckpt: Path) -> None:
+    """Write the checkpoint of ``step`` as one folder, ``ckpt/step-<N>``, then point ``ckpt/latest`` at it (one
+    atomic rename): a kill at any moment leaves ``latest`` naming a complete checkpoint (the previous one, or
+    this one), never new weights with an old step count. Older checkpoint folders are then removed."""
     ckpt.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = ckpt / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     trainable = {n: p.detach().cpu().contiguous() for n, p in _named_trainable(policy, modules).items()}
-    save_file(trainable, str(ckpt / "trainable.safetensors.tmp"))
-    torch.save(optimizer.state_dict(), ckpt / "optimizer.pt.tmp")
-    (ckpt / "trainable.safetensors.tmp").replace(ckpt / "trainable.safetensors")
-    (ckpt / "optimizer.pt.tmp").replace(ckpt / "optimizer.pt")
-    atomic_write_text(ckpt / "state.json", json.dumps({"step": step, "steps": rows, "evals": evals}, default=float))
+    save_file(trainable, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "steps": rows, "evals": evals}, default=float))
+    shutil.rmtree(ckpt / name, ignore_errors=True)  # the same step saved again (a finished run started again)
+    tmp.replace(ckpt / name)
+    atomic_write_text(ckpt / "latest", name + "\n")
+    for old in [*ckpt.glob("step-*"), *ckpt.glob(".step-*.tmp")]:
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    for old in ("trainable.safetensors", "optimizer.pt", "state.json"):  # a checkpoint of the earlier layout
+        (ckpt / old).unlink(missing_ok=True)
+
+
+def _checkpoint(ckpt: Path) -> Path | None:
+    """The folder of the checkpoint to resume from: the one ``ckpt/latest`` names (or ``ckpt`` itself, holding a
+    checkpoint of the earlier layout), or None."""
+    if (ckpt / "latest").exists():
+        return ckpt / (ckpt / "latest").read_text().strip()
+    return ckpt if (ckpt / "state.json").exists() else None
 
 
 def _load_checkpoint(policy, modules, optimizer, ckpt: Path) -> tuple[int, list, list]:
@@ -482,6 +504,11 @@ def train(
     params = [p for p in policy.parameters() if p.requires_grad] + [p for m in modules for p in m.parameters()]
     if not params:
         raise ValueError("policy has no trainable parameters")
+    half = sorted({n for n, p in policy.named_parameters() if p.requires_grad and p.dtype == torch.float16})
+    if half:
+        raise ValueError(f"{len(half)} trainable parameters are float16 (e.g. {half[0]}): fp16 weights without loss "
+                         "scaling overflow or underflow within a step (the loss turns nan). Load the model in "
+                         "float32 or bfloat16 (e.g. model.to(torch.bfloat16))")  # fmt: skip
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     context = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
@@ -492,8 +519,8 @@ def train(
     evals: list[dict] = []
     start = 0
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-    if ckpt is not None and (ckpt / "state.json").exists():
-        start, rows, evals = _load_checkpoint(accelerator.unwrap_model(policy), modules, optimizer, ckpt)
+    if ckpt is not None and _checkpoint(ckpt) is not None:
+        start, rows, evals = _load_checkpoint(accelerator.unwrap_model(policy), modules, optimizer, _checkpoint(ckpt))
         with warnings.catch_warnings():  # fast-forwarding the schedule to the resumed step, not a training step
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(start):

@@ -208,6 +208,26 @@ def test_write_result_failure_while_writing_keeps_previous_result(tmp_path, monk
     assert _leftovers(tmp_path) == []
 
 
+def test_written_files_get_the_usual_permissions_and_stale_temporaries_go(tmp_path):
+    from prefkit.repro import remove_stale_temporaries
+
+    old = os.umask(0o022)
+    try:
+        path = _write(tmp_path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
+    stale = [tmp_path / ".result.json.abc123.tmp", tmp_path / ".fig.png.tmp.png"]
+    fresh = tmp_path / ".result.json.other.tmp"
+    for f in [*stale, fresh]:
+        f.write_text("x")
+    for f in stale:  # left by a process killed before this one started
+        os.utime(f, (0, 0))
+    _write(tmp_path)  # write_result clears them; a temporary file of a process running now stays
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([".result.json.other.tmp", "result.json"])
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
 def test_write_ledger_one_row_per_claim(tmp_path):
     _write(tmp_path / "dpo", claims=[_claim("c1"), _claim("c2", values=[0.1, 0.2], paper="paper | number")])
     write_result(tmp_path / "ipo", "ipo", {"number": "n/a"}, [_claim("i1", asserted=False)], {}, smoke=True)
@@ -480,7 +500,8 @@ started = time.time()
 BODY
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
-(out / "fig.png").write_bytes(b"png")
+(out / "fig.png").write_bytes(FIGURE)
+AFTER_FIGURE
 claim = make_claim("c1", "fake", "m", [0.6, 0.7], lambda v: v > 0.5, "> 0.5 per seed")
 env = {k: os.environ[k] for k in ("PREFKIT_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
 write_result(out, METHOD, {"title": "fake", "arxiv": "0"}, [claim], {"smoke": smoke}, ["fig.png"], smoke=smoke,
@@ -515,9 +536,10 @@ def _layout(tmp_path, body: str = "", names=("01_alpha", "02_beta")) -> dict:
     }
 
 
-def _write_fake(path: Path, body: str = "", comment: str = "") -> None:
+def _write_fake(path: Path, body: str = "", comment: str = "", figure: bytes = b"png", after_figure: str = "") -> None:
     name = path.stem
     source = FAKE.replace("BODY", body).replace("METHOD", repr(name.split("_", 1)[1])).replace("NAME", repr(name))
+    source = source.replace("AFTER_FIGURE", after_figure).replace("FIGURE", repr(figure))
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
@@ -530,6 +552,51 @@ def _write_fake(path: Path, body: str = "", comment: str = "") -> None:
 def _run(layout: dict, capsys, **kw) -> tuple[int, str]:
     rc = reproduce(**layout, **kw)
     return rc, capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_figure_and_result_leaves_the_previous_set(tmp_path, capsys):
+    layout = _layout(tmp_path, names=("01_alpha",))
+    alpha = tmp_path / "reproductions" / "alpha"
+    rc, out = _run(layout, capsys)
+    assert rc == 0, out
+    before = {f.name: f.read_bytes() for f in alpha.iterdir()}
+    assert set(before) == {"01_alpha.ipynb", "fig.png", "result.json"}
+    # the new run writes its figure, then its kernel is killed before the result
+    _write_fake(tmp_path / "notebooks" / "01_alpha.ipynb", figure=b"new png", after_figure="os.kill(os.getpid(), 9)")
+    rc, out = _run(layout, capsys)
+    assert rc == 1 and "FAIL  01_alpha" in out
+    assert {f.name: f.read_bytes() for f in alpha.iterdir()} == before  # the old figure with the old result
+    staging = tmp_path / "reproductions" / ".alpha.staging"
+    assert (staging / "fig.png").read_bytes() == b"new png"  # what the killed run wrote, out of the reader's way
+    _write_fake(tmp_path / "notebooks" / "01_alpha.ipynb", figure=b"new png")
+    rc, out = _run(layout, capsys)
+    assert rc == 0, out
+    assert not staging.exists() and (alpha / "fig.png").read_bytes() == b"new png"
+    r = load_result(alpha / "result.json")
+    assert r["run"]["notebook_sha256"] == notebook_sha256(tmp_path / "notebooks" / "01_alpha.ipynb")
+    executed = (alpha / "01_alpha.ipynb").read_text()
+    assert ".alpha.staging" not in executed and "../reproductions/alpha" in executed  # names where the files are
+    assert sorted(f.name for f in (tmp_path / "reproductions").iterdir()) == ["README.md", "alpha"]
+
+
+def test_a_swap_cut_short_is_undone_or_finished_by_the_next_run(tmp_path):
+    from prefkit.reproduce import recover, swap_in
+
+    nb = Notebook(tmp_path / "notebooks" / "01_alpha.ipynb", tmp_path / "reproductions" / "alpha")
+    nb.retired.mkdir(parents=True)
+    (nb.retired / "result.json").write_text("old")
+    nb.staging.mkdir()
+    (nb.staging / "result.json").write_text("new, never swapped in")
+    recover(nb)  # killed between the two renames: the previous set is put back, the staged one dropped
+    assert (nb.out_dir / "result.json").read_text() == "old" and not nb.retired.exists() and not nb.staging.exists()
+    nb.staging.mkdir()
+    (nb.staging / "result.json").write_text("new")
+    swap_in(nb)
+    assert (nb.out_dir / "result.json").read_text() == "new" and not nb.retired.exists() and not nb.staging.exists()
+    nb.retired.mkdir()  # killed after both renames, before the old set was removed
+    recover(nb)
+    assert (nb.out_dir / "result.json").read_text() == "new" and not nb.retired.exists()
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -98,7 +99,12 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tok, pair_rows, tmp
     part = make_model(tok)
     ckpt = tmp_path / "ckpt"
     train(part, sft_objective(), batches, TrainConfig(steps=4, lr=5e-3, progress=False, checkpoint_dir=str(ckpt)))
-    assert (ckpt / "trainable.safetensors").exists() and (ckpt / "state.json").exists()
+    assert (ckpt / "latest").read_text().strip() == "step-00000004"
+    assert sorted(f.name for f in (ckpt / "step-00000004").iterdir()) == [
+        "optimizer.pt",
+        "state.json",
+        "trainable.safetensors",
+    ]
     resumed = make_model(tok)  # a fresh process: weights come from the checkpoint
     h_res = train(
         resumed, sft_objective(), batches, TrainConfig(steps=8, lr=5e-3, progress=False, checkpoint_dir=str(ckpt))
@@ -109,6 +115,16 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tok, pair_rows, tmp
     )
     for (n, a), b in zip(full.named_parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_a_half_precision_model_is_refused_before_the_first_step(tok, pair_rows):
+    from conftest import make_model
+
+    policy = make_model(tok).half()
+    with pytest.raises(ValueError, match=r"trainable parameters are float16 .* Load the model in float32 or bfloat16"):
+        train(policy, sft_objective(), _sft_batches(tok, pair_rows), TrainConfig(steps=1, progress=False))
+    hist = train(policy.bfloat16(), sft_objective(), _sft_batches(tok, pair_rows), TrainConfig(steps=1, progress=False))
+    assert len(hist.steps) == 1
 
 
 def test_non_finite_loss_stops_the_run(tok, model, pair_rows):
@@ -211,6 +227,41 @@ def test_interrupted_run_with_warmup_and_decay_resumes_exactly(tok, pair_rows, t
     assert h_res.steps["lr"].tolist() == h_full.steps["lr"].tolist()
     _assert_same_history(h_full, h_res)
     _assert_same_weights(full, resumed)
+
+
+def test_a_kill_while_a_checkpoint_is_saved_leaves_the_previous_one_whole(tok, pair_rows, tmp_path, monkeypatch):
+    """Killed after the new weights are written but before the optimizer state and step count: the run resumes from
+    the previous checkpoint, weights and step together, and ends where an uninterrupted run ends."""
+    from conftest import make_model
+
+    import prefkit.train as train_module
+
+    batches = _sft_batches(tok, pair_rows)
+    cfg = dict(steps=6, lr=5e-3, warmup_steps=2, schedule="linear", progress=False)
+    full = make_model(tok)
+    h_full = train(full, sft_objective(), batches, TrainConfig(**cfg))
+    ckpt = tmp_path / "ckpt"
+    resumable = TrainConfig(**cfg, checkpoint_dir=str(ckpt), checkpoint_every=2)
+    real_save, calls = torch.save, []
+
+    def killed_on_second_save(obj, path, *a, **kw):
+        calls.append(path)
+        if len(calls) == 2:
+            raise Interrupted("killed while saving step 4")
+        return real_save(obj, path, *a, **kw)
+
+    monkeypatch.setattr(train_module.torch, "save", killed_on_second_save)
+    with pytest.raises(Interrupted):
+        train(make_model(tok), sft_objective(), batches, resumable)
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    assert (ckpt / "latest").read_text().strip() == "step-00000002"  # the half-written step 4 is not the checkpoint
+    assert json.loads((ckpt / "step-00000002" / "state.json").read_text())["step"] == 2
+    resumed = make_model(tok)
+    h_res = train(resumed, sft_objective(), batches, resumable)
+    assert list(h_res.steps["step"]) == list(range(6))
+    _assert_same_history(h_full, h_res)
+    _assert_same_weights(full, resumed)
+    assert sorted(f.name for f in ckpt.iterdir()) == ["latest", "step-00000006"]  # the half-written one cleared
 
 
 def test_resume_restores_the_auxiliary_head_of_the_objective(tok, pair_rows, tmp_path):
