@@ -241,6 +241,7 @@ class StepBatches:
         self._perms: dict[int, list[int]] = {}
         self.max_length: int | None = None
         self.truncation: dict[str, int] = {}
+        self.rank, self.world = 0, 1
         if max_length is not None:
             self.fit(max_length, keep_prompt)
 
@@ -325,10 +326,23 @@ class StepBatches:
             self._perms = {epoch: idx}
         return self._perms[epoch]
 
+    def shard(self, rank: int, world: int) -> None:
+        """From now on ``batches[step]`` is process ``rank``'s share of the step's batch: its ``batch_size / world``
+        consecutive rows (data-parallel training, :func:`train`)."""
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"need 0 <= rank < world, got rank {rank}, world {world}")
+        if self.bs % world:
+            raise ValueError(f"batch_size {self.bs} does not divide by {world} processes: each must get the same "
+                             "number of rows for their averaged gradients to be the full batch's")  # fmt: skip
+        self.rank, self.world = int(rank), int(world)
+
     def __getitem__(self, step: int) -> dict[str, Tensor]:
         per_epoch = max(1, len(self.rows) // self.bs)
         epoch, k = divmod(step, per_epoch)
         rows = [self.rows[i] for i in self._perm(epoch)[k * self.bs : (k + 1) * self.bs]]
+        if self.world > 1:
+            n = len(rows) // self.world
+            rows = rows[self.rank * n : (self.rank + 1) * n]
         batch = self._encode(rows)
         if self.extra is not None:
             batch.update(self.extra(rows))
@@ -473,6 +487,45 @@ def _load_checkpoint(policy, modules, optimizer, ckpt: Path) -> tuple[int, list,
     return state["step"], state["steps"], state["evals"]
 
 
+def _process_group(policy) -> tuple[int, int]:
+    """(rank, number of processes) of a data-parallel run started by ``accelerate launch`` or ``torchrun`` (their
+    environment: ``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ...); (0, 1) otherwise. Joins the process group (NCCL
+    for a policy on a GPU, which should be the process's own GPU, ``cuda:LOCAL_RANK``; gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        raise NotImplementedError("prefkit.train shards data (DDP-style), not parameters: FSDP is not supported; "
+                                  "launch without the FSDP config, or train with TRL's trainers under FSDP")  # fmt: skip
+    if not dist.is_initialized():
+        on_gpu = next(policy.parameters()).device.type == "cuda"
+        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _average_gradients(params: list, world: int) -> None:
+    """Replace every gradient by its mean over the processes: one all-reduce of all gradients, flattened (a
+    parameter without a gradient on some process counts as 0 there), as DDP averages them."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    for p, chunk in zip(params, flat.split([g.numel() for g in grads])):
+        p.grad = chunk.view_as(p).to(p.dtype).clone()
+
+
+def _average_metrics(metrics: dict, world: int, device) -> dict:
+    """The step's numeric metrics averaged over the processes (each computed them on its own shard)."""
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not keys:
+        return metrics
+    values = torch.tensor([float(metrics[k]) for k in keys], device=device, dtype=torch.float64)
+    torch.distributed.all_reduce(values)
+    return {**metrics, **dict(zip(keys, (values / world).tolist()))}
+
+
 def _log_eval(desc: str, row: dict) -> None:
     """Append an evaluation row to the JSON-lines file named by ``PREFKIT_EVAL_LOG``, if set: the notebook tests set
     it to check invariants of every evaluated arm (KL 0 at step 0, rates in [0, 1], finite metrics)."""
@@ -491,15 +544,26 @@ def train(
 ) -> History:
     """Train ``policy`` for ``config.steps`` steps of ``loss_fn(policy, batches[step])``.
 
-    AdamW on the trainable parameters, linear warm-up, gradient clipping, seeded; runs through ``accelerate`` so that
-    ``accelerate launch`` makes it data-parallel. ``eval_fn(policy, step) -> dict`` runs every ``eval_every`` steps
-    and at the end. With ``checkpoint_dir`` the run saves trainable weights (safetensors), optimizer state and history,
-    and resumes from them when started again.
-    """
-    from accelerate import Accelerator
+    AdamW on the trainable parameters, linear warm-up, gradient clipping, seeded. ``eval_fn(policy, step) -> dict``
+    runs every ``eval_every`` steps and at the end. With ``checkpoint_dir`` the run saves trainable weights
+    (safetensors), optimizer state and history, and resumes from them when started again.
 
+    **Data-parallel.** Started by ``accelerate launch`` (or ``torchrun``) with N processes, each process trains on its
+    own 1/N of every step's batch (:meth:`StepBatches.shard`; the batch size must divide by N) and the gradients are
+    averaged across processes before clipping and the optimizer step, as DDP does, so every process holds the same
+    weights and N processes of B/N rows take the step that one process of B rows takes (exactly so for losses that
+    average over rows; a per-token mean such as SFT's becomes a mean of per-process means). The logged metrics are
+    averaged over the processes; evaluation and checkpoints run on the main process only. Each process places its
+    model itself (on a GPU box, ``cuda:LOCAL_RANK``); the model is trained where it is. Parameters are not sharded
+    (no FSDP).
+    """
     torch.manual_seed(config.seed)
-    accelerator = Accelerator(device_placement=not getattr(policy, "is_loaded_in_4bit", False))
+    rank, world = _process_group(policy)
+    if world > 1:
+        if not isinstance(batches, StepBatches):
+            raise ValueError(f"data-parallel training ({world} processes) needs StepBatches, which shard each step's "
+                             f"batch across the processes; got {type(batches).__name__}")  # fmt: skip
+        batches.shard(rank, world)
     modules = list(getattr(loss_fn, "modules", ()))  # trainable parts of the objective itself (an auxiliary head)
     params = [p for p in policy.parameters() if p.requires_grad] + [p for m in modules for p in m.parameters()]
     if not params:
@@ -514,23 +578,23 @@ def train(
     context = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
     if isinstance(batches, StepBatches) and batches.max_length is None and isinstance(context, int):
         batches.fit(context)  # the length policy at the policy's context length (see StepBatches)
-    policy, optimizer = accelerator.prepare(policy, optimizer)
     rows: list[dict] = []
     evals: list[dict] = []
     start = 0
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     if ckpt is not None and _checkpoint(ckpt) is not None:
-        start, rows, evals = _load_checkpoint(accelerator.unwrap_model(policy), modules, optimizer, _checkpoint(ckpt))
+        start, rows, evals = _load_checkpoint(policy, modules, optimizer, _checkpoint(ckpt))
         with warnings.catch_warnings():  # fast-forwarding the schedule to the resumed step, not a training step
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(start):
                 scheduler.step()
-    if eval_fn is not None and config.eval_every and start == 0:
-        evals.append({"step": 0, **eval_fn(accelerator.unwrap_model(policy), 0)})
+    main = rank == 0
+    if eval_fn is not None and config.eval_every and start == 0 and main:
+        evals.append({"step": 0, **eval_fn(policy, 0)})
         _log_eval(config.desc, evals[-1])
     policy.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, config.steps), desc=config.desc, disable=not config.progress, leave=False)
+    bar = tqdm(range(start, config.steps), desc=config.desc, disable=not (config.progress and main), leave=False)
     for step in bar:
         loss, metrics = loss_fn(policy, batches[step])
         if not torch.isfinite(loss):
@@ -538,8 +602,11 @@ def train(
         if step == 0 and config.sanity_check:
             _check_step0(loss_fn, metrics.get("loss", loss.item()), metrics, config.sanity_tol)
         optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        loss.backward()
+        if world > 1:
+            _average_gradients(params, world)
+            metrics = _average_metrics(metrics, world, loss.device)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         lr = scheduler.get_last_lr()[0]  # the rate this step uses; after scheduler.step() it is the next step's
         optimizer.step()
         scheduler.step()
@@ -554,10 +621,13 @@ def train(
         )
         bar.set_postfix(loss=f"{metrics.get('loss', loss.item()):.4f}")
         last = step + 1 == config.steps
-        if eval_fn is not None and (last or (config.eval_every and (step + 1) % config.eval_every == 0)):
-            evals.append({"step": step + 1, **eval_fn(accelerator.unwrap_model(policy), step + 1)})
+        if main and eval_fn is not None and (last or (config.eval_every and (step + 1) % config.eval_every == 0)):
+            evals.append({"step": step + 1, **eval_fn(policy, step + 1)})
             _log_eval(config.desc, evals[-1])
             policy.train()
         if ckpt is not None and (last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
-            _save_checkpoint(accelerator.unwrap_model(policy), modules, optimizer, step + 1, rows, evals, ckpt)
+            if main:
+                _save_checkpoint(policy, modules, optimizer, step + 1, rows, evals, ckpt)
+            if world > 1:
+                torch.distributed.barrier()  # no process resumes from a checkpoint still being written
     return History(pd.DataFrame(rows), pd.DataFrame(evals))

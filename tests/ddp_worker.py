@@ -1,0 +1,55 @@
+"""One process of the data-parallel test (tests/test_ddp.py): a few DPO steps of a toy model, full-precision and
+LoRA, on 8 pairs per step; the main process writes the trained weights and logged losses."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from prefkit.losses import dpo_loss
+from prefkit.models import Reference, TinyLlamaConfig, tiny_llama
+from prefkit.train import StepBatches, TrainConfig, preference_objective, train
+from prefkit.worlds.strings import make_tokenizer
+
+ROWS = [
+    {"prompt": "reverse : a b c =", "chosen": "c b a", "rejected": "a b c"},
+    {"prompt": "sort : d a c =", "chosen": "a c d", "rejected": "d c a | a"},
+    {"prompt": "reverse sort : h g =", "chosen": "g h | g h", "rejected": "h"},
+    {"prompt": "shift : a b =", "chosen": "b c", "rejected": "b b"},
+    {"prompt": "dedupe : a a b =", "chosen": "a b", "rejected": "a a b"},
+    {"prompt": "sort : h a =", "chosen": "a h", "rejected": "h a"},
+    {"prompt": "reverse : e f g h =", "chosen": "h g f e", "rejected": "h g e f"},
+    {"prompt": "shift : h =", "chosen": "a", "rejected": "h"},
+] * 2
+
+
+def run(kind: str) -> dict:
+    """Train; return the trained weights, the logged losses and the number of processes."""
+    tok = make_tokenizer()
+    cfg = TinyLlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    policy = tiny_llama(tok, cfg, seed=0)
+    if kind == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+        torch.manual_seed(1)  # LoRA's A is drawn from the global generator: the same in every process and run
+        policy = get_peft_model(policy, lora)
+        for n, p in policy.named_parameters():  # LoRA's B starts at 0: move it so that both factors learn
+            if "lora_B" in n:
+                p.data.normal_(0, 0.02)
+    ref = Reference(policy, mode="copy")
+    batches = StepBatches(ROWS, tok, batch_size=8, seed=3)
+    hist = train(policy, preference_objective(dpo_loss, ref, beta=0.5), batches,
+                 TrainConfig(steps=4, lr=5e-3, seed=0, progress=False))  # fmt: skip
+    dist = torch.distributed
+    weights = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    return {"weights": weights, "loss": hist.steps["loss"].tolist(), "world": world}
+
+
+if __name__ == "__main__":  # under torchrun: both kinds, written by the main process
+    torch.set_num_threads(1)
+    results = {kind: run(kind) for kind in ("full", "lora")}
+    if torch.distributed.get_rank() == 0:
+        torch.save(results, sys.argv[1])
