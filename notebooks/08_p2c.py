@@ -118,13 +118,24 @@ lr = 2e-3  # toy: Adam learning rate for the fresh top (paper: 1e-5 for fine-tun
 batch_size = 64  # toy: labelled sentences per step, and as many pairs (paper: 16)
 epochs = 20  # passes over the labelled sentences (paper: 20)
 
-# %%
+# %% tags=["install"]
 import importlib.util
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("prefkit") is None:  # Colab or a bare kernel: install prefkit from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/prefkit/prefkit"])
+if importlib.util.find_spec("prefkit") is None:  # a kernel without prefkit (e.g. Colab): install it first
+    clone = next((d for d in (Path.cwd(), *Path.cwd().parents) if (d / "prefkit" / "__init__.py").is_file()), None)
+    source = os.environ.get("PREFKIT_SOURCE") or (clone and str(clone))  # see the README, "Colab"
+    if not source:
+        raise RuntimeError(
+            "prefkit is not installed and this notebook is not inside a prefkit clone, so it cannot tell where to "
+            "install prefkit from: set PREFKIT_SOURCE to a pip source, e.g. run "
+            "os.environ['PREFKIT_SOURCE'] = 'git+https://github.com/<owner>/<repo>' (or a clone's path), then this cell"
+        )
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", source])
+    importlib.invalidate_caches()
 
 # %%
 import inspect

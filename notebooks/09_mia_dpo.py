@@ -114,13 +114,24 @@ batch_size = 32  # pairs (or demonstrations) per step
 lora_r = 16  # hf profile: LoRA rank
 lora_lr = 1e-4  # hf profile: learning rate of the LoRA adapters
 
-# %%
+# %% tags=["install"]
 import importlib.util
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("prefkit") is None:  # Colab or a bare kernel: install prefkit from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/prefkit/prefkit"])
+if importlib.util.find_spec("prefkit") is None:  # a kernel without prefkit (e.g. Colab): install it first
+    clone = next((d for d in (Path.cwd(), *Path.cwd().parents) if (d / "prefkit" / "__init__.py").is_file()), None)
+    source = os.environ.get("PREFKIT_SOURCE") or (clone and str(clone))  # see the README, "Colab"
+    if not source:
+        raise RuntimeError(
+            "prefkit is not installed and this notebook is not inside a prefkit clone, so it cannot tell where to "
+            "install prefkit from: set PREFKIT_SOURCE to a pip source, e.g. run "
+            "os.environ['PREFKIT_SOURCE'] = 'git+https://github.com/<owner>/<repo>' (or a clone's path), then this cell"
+        )
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", source])
+    importlib.invalidate_caches()
 
 # %%
 import inspect
