@@ -47,8 +47,9 @@
 # lessons, a noisy copy of one of the two responses. With gold references only, the judge learned that a response
 # with a writer's slip (a random letter) looks worse: true of the lessons, not of the model's own mistakes, and no
 # use of the reference. Copied references make the reference the only clue to the answer (with `copy_refs` = 0.5
-# and 3500 SFT steps the development judge agreed with the oracle on its own samples' pairs about as often as J1
-# asks, where gold references alone left it below 0.6; with every reference copied its strengths collapsed to ½). The judge is
+# the development judge agreed with the oracle on 0.68 of its own samples' pairs after 3500 SFT steps and 0.71
+# after 5000, where gold references alone left it below 0.63; with every reference copied its strengths collapsed
+# to ½; twice as many lessons per prompt left it at 0.57). The judge is
 # *reference-guided*: it first writes its own answer to the prompt (greedy decoding), then judges the two responses
 # against it, as MT-Bench's judges do on maths questions.
 # Judging is learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt`
@@ -119,7 +120,7 @@ device = "auto"  # "auto", "cpu" or "cuda"
 out_dir = "../reproductions/osp"  # where figures and result.json go
 judge_per_prompt = 8  # toy: labelled judgements per training prompt in the SFT data (the base's judging lessons)
 copy_refs = 0.5  # toy: share of judging lessons whose reference is a noisy copy of one of the two responses
-base_steps = 3500  # toy: SFT steps of the base (judging is learned slowly by a model this small)
+base_steps = 5000  # toy: SFT steps of the base (judging is learned slowly by a model this small)
 pool_size = 200  # prompts in the self-improvement pool (the paper's small-pool experiment)
 k = 4  # responses sampled per prompt
 iterations = 3  # online rounds: sample, self-judge, pair, train
