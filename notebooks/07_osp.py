@@ -492,16 +492,16 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 judge_note = (
-    "gate J1 failed, while J2 and P1 passed. The judging lessons are now graded against the lesson's reference, "
-    "which is sometimes a noisy copy of one of the two responses, so the judge has to read its reference rather "
-    "than spot a writer's slip. It does: its strengths sit well away from ½, and its agreement with the oracle on "
-    "pairs of its own samples rose above the last run's, but one seed's pairs of three came out well below 0.65 and "
-    "the interval reaches below the threshold. On the development world the same lessons had reached J1's level, "
-    "so the judge is at the gate's edge rather than past it. With this judge OSP (soft) did win against the SFT "
-    "model, soft and hard labels ended level, the oracle-label arm did better than both, and OSP's answers did not "
-    "grow longer than the oracle-label arm's: read as observations, not as tests, since a judge this close to the "
-    "gate cannot tell the paper's mechanism from a lucky draw of its labels. The next lever is the judge's "
-    "reference: it judges against its own greedy answer, and a better answer makes a better reference."
+    "gate J1 failed, while J2 and P1 passed, so no claim about OSP could be tested. The judge is taught by "
+    "lessons graded against a reference that is sometimes a noisy copy of one of the two responses, which makes "
+    "it read its reference; its strengths sit well away from ½, and the pairs that ranked pairing picks for "
+    "training are right more often than its average pair. But on pairs of its own samples it agreed with the "
+    "oracle on fewer than 0.65 of them on every seed: on this world a longer SFT (5000 steps instead of 3500) "
+    "left it where it was, although on the development world the same change had lifted it past the gate. A "
+    "model of this size trained from scratch does not become a judge good enough for the paper's premise "
+    "(LLMs that already judge their own answers well). With this judge, OSP (soft) against the SFT model, soft "
+    "against hard labels, and the length of OSP's answers against the oracle-label arm's are observations only; "
+    "the oracle-label arm did better than OSP (soft), as a better judge would."
 )
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
     "O1": ("not testable", judge_note),
