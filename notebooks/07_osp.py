@@ -47,8 +47,9 @@
 # lessons, a noisy copy of one of the two responses. With gold references only, the judge learned that a response
 # with a writer's slip (a random letter) looks worse: true of the lessons, not of the model's own mistakes, and no
 # use of the reference. Copied references make the reference the only clue to the answer (with `copy_refs` = 0.5
-# and 3500 SFT steps the development judge agreed with the oracle on its own samples' pairs about as often as J1
-# asks, where gold references alone left it below 0.6; with every reference copied its strengths collapsed to ½). The judge is
+# the development judge agreed with the oracle on 0.68 of its own samples' pairs after 3500 SFT steps and 0.71
+# after 5000, where gold references alone left it below 0.63; with every reference copied its strengths collapsed
+# to ½; twice as many lessons per prompt left it at 0.57). The judge is
 # *reference-guided*: it first writes its own answer to the prompt (greedy decoding), then judges the two responses
 # against it, as MT-Bench's judges do on maths questions.
 # Judging is learned slowly, which is why the base trains for `base_steps` steps on data in which `judge_per_prompt`
@@ -119,7 +120,7 @@ device = "auto"  # "auto", "cpu" or "cuda"
 out_dir = "../reproductions/osp"  # where figures and result.json go
 judge_per_prompt = 8  # toy: labelled judgements per training prompt in the SFT data (the base's judging lessons)
 copy_refs = 0.5  # toy: share of judging lessons whose reference is a noisy copy of one of the two responses
-base_steps = 3500  # toy: SFT steps of the base (judging is learned slowly by a model this small)
+base_steps = 5000  # toy: SFT steps of the base (judging is learned slowly by a model this small)
 pool_size = 200  # prompts in the self-improvement pool (the paper's small-pool experiment)
 k = 4  # responses sampled per prompt
 iterations = 3  # online rounds: sample, self-judge, pair, train
@@ -502,16 +503,16 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 judge_note = (
-    "gate J1 failed, while J2 and P1 passed. The judging lessons are now graded against the lesson's reference, "
-    "which is sometimes a noisy copy of one of the two responses, so the judge has to read its reference rather "
-    "than spot a writer's slip. It does: its strengths sit well away from ½, and its agreement with the oracle on "
-    "pairs of its own samples rose above the last run's, but one seed's pairs of three came out well below 0.65 and "
-    "the interval reaches below the threshold. On the development world the same lessons had reached J1's level, "
-    "so the judge is at the gate's edge rather than past it. With this judge OSP (soft) did win against the SFT "
-    "model, soft and hard labels ended level, the oracle-label arm did better than both, and OSP's answers did not "
-    "grow longer than the oracle-label arm's: read as observations, not as tests, since a judge this close to the "
-    "gate cannot tell the paper's mechanism from a lucky draw of its labels. The next lever is the judge's "
-    "reference: it judges against its own greedy answer, and a better answer makes a better reference."
+    "gate J1 failed, while J2 and P1 passed, so no claim about OSP could be tested. The judge is taught by "
+    "lessons graded against a reference that is sometimes a noisy copy of one of the two responses, which makes "
+    "it read its reference; its strengths sit well away from ½, and the pairs that ranked pairing picks for "
+    "training are right more often than its average pair. But on pairs of its own samples it agreed with the "
+    "oracle on fewer than 0.65 of them on every seed: on this world a longer SFT (5000 steps instead of 3500) "
+    "left it where it was, although on the development world the same change had lifted it past the gate. A "
+    "model of this size trained from scratch does not become a judge good enough for the paper's premise "
+    "(LLMs that already judge their own answers well). With this judge, OSP (soft) against the SFT model, soft "
+    "against hard labels, and the length of OSP's answers against the oracle-label arm's are observations only; "
+    "the oracle-label arm did better than OSP (soft), as a better judge would."
 )
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
     "O1": ("not testable", judge_note),
