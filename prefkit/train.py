@@ -445,19 +445,35 @@ def _named_trainable(policy, modules: Sequence[torch.nn.Module]) -> dict[str, Te
     return named
 
 
-def _save_checkpoint(policy, modules, optimizer, step: int, rows: list, evals: list, ckpt: Path) -> None:
-    """Write the checkpoint of ``step`` as one folder, ``ckpt/step-<N>``, then point ``ckpt/latest`` at it (one
-    atomic rename): a kill at any moment leaves ``latest`` naming a complete checkpoint (the previous one, or
-    this one), never new weights with an old step count. Older checkpoint folders are then removed."""
+def _checkpoint_state(policy, modules, optimizer, sharded: bool) -> tuple[dict, dict]:
+    """The trainable weights (by name, on the CPU) and the optimizer state, whole. Under FSDP every process must
+    call this (the pieces are gathered) and only the main process gets them (others get empty dicts)."""
+    if not sharded:
+        trainable = {n: p.detach().cpu().contiguous() for n, p in _named_trainable(policy, modules).items()}
+        return trainable, optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    whole = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    names = set(_named_trainable(policy, modules))
+    weights = {n: t.contiguous() for n, t in get_model_state_dict(policy, options=whole).items() if n in names}
+    return weights, get_optimizer_state_dict(policy, optimizer, options=whole)
+
+
+def _save_checkpoint(state: tuple[dict, dict], step: int, rows: list, evals: list, ckpt: Path, sharded: bool) -> None:
+    """Write the checkpoint of ``step`` (``state`` from :func:`_checkpoint_state`) as one folder, ``ckpt/step-<N>``,
+    then point ``ckpt/latest`` at it (one atomic rename): a kill at any moment leaves ``latest`` naming a complete
+    checkpoint (the previous one, or this one), never new weights with an old step count. Older checkpoint folders
+    are then removed."""
     ckpt.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     tmp = ckpt / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    trainable = {n: p.detach().cpu().contiguous() for n, p in _named_trainable(policy, modules).items()}
+    trainable, optimizer_state = state
     save_file(trainable, str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "steps": rows, "evals": evals}, default=float))
+    torch.save(optimizer_state, tmp / "optimizer.pt")
+    record = {"step": step, "sharded": sharded, "steps": rows, "evals": evals}
+    (tmp / "state.json").write_text(json.dumps(record, default=float))
     shutil.rmtree(ckpt / name, ignore_errors=True)  # the same step saved again (a finished run started again)
     tmp.replace(ckpt / name)
     atomic_write_text(ckpt / "latest", name + "\n")
@@ -476,14 +492,31 @@ def _checkpoint(ckpt: Path) -> Path | None:
     return ckpt if (ckpt / "state.json").exists() else None
 
 
-def _load_checkpoint(policy, modules, optimizer, ckpt: Path) -> tuple[int, list, list]:
+def _load_checkpoint(policy, modules, optimizer, ckpt: Path, sharded: bool) -> tuple[int, list, list]:
+    """Restore weights and optimizer state from ``ckpt``; every process reads it (under FSDP each keeps its part)."""
     state = json.loads((ckpt / "state.json").read_text())
+    if state.get("sharded", False) != sharded:
+        saved, now = ("with", "without") if state.get("sharded") else ("without", "with")
+        raise ValueError(f"{ckpt} was saved {saved} FSDP and this run is {now} it: resume it the way it was started "
+                         "(its optimizer state is keyed differently)")  # fmt: skip
     weights = load_file(str(ckpt / "trainable.safetensors"))
-    params = _named_trainable(policy, modules)
-    with torch.no_grad():
-        for n, t in weights.items():
-            params[n].copy_(t.to(params[n].device))
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    optimizer_state = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        whole = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(policy, weights, options=whole)
+        set_optimizer_state_dict(policy, optimizer, optimizer_state, options=whole)
+    else:
+        params = _named_trainable(policy, modules)
+        with torch.no_grad():
+            for n, t in weights.items():
+                params[n].copy_(t.to(params[n].device))
+        optimizer.load_state_dict(optimizer_state)
     return state["step"], state["steps"], state["evals"]
 
 
@@ -496,13 +529,62 @@ def _process_group(policy) -> tuple[int, int]:
         return 0, 1
     import torch.distributed as dist
 
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
-        raise NotImplementedError("prefkit.train shards data (DDP-style), not parameters: FSDP is not supported; "
-                                  "launch without the FSDP config, or train with TRL's trainers under FSDP")  # fmt: skip
     if not dist.is_initialized():
         on_gpu = next(policy.parameters()).device.type == "cuda"
         dist.init_process_group(backend="nccl" if on_gpu else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def _wants_fsdp() -> bool:
+    """Whether the launcher asked for sharded parameters: ``accelerate launch --use_fsdp`` (or an FSDP config) sets
+    ``ACCELERATE_USE_FSDP``; under ``torchrun``, set ``PREFKIT_FSDP=1``."""
+    flags = (os.environ.get("ACCELERATE_USE_FSDP", ""), os.environ.get("PREFKIT_FSDP", ""))
+    return any(f.lower() in ("1", "true") for f in flags)
+
+
+def _shard_parameters(policy, modules: Sequence[torch.nn.Module]) -> None:
+    """FSDP (PyTorch's ``fully_shard``): every transformer block (the classes the model lists in
+    ``_no_split_modules``) and then the whole model become one unit each, whose parameters, gradients and optimizer
+    state are split across the processes and gathered only while the unit runs. Gradients come back averaged."""
+    from torch.distributed.fsdp import fully_shard
+
+    from .models import is_peft
+
+    if any(type(p).__name__ == "Params4bit" for p in policy.parameters()):
+        raise NotImplementedError("FSDP with a 4-bit (bitsandbytes) model is not supported: its packed weights cannot "
+                                  "be split; a 4-bit model usually fits one GPU, so launch without FSDP")  # fmt: skip
+    if modules:
+        raise NotImplementedError(f"FSDP with an objective that trains modules of its own "
+                                  f"({', '.join(type(m).__name__ for m in modules)}) is not supported; "
+                                  "launch without FSDP")  # fmt: skip
+    base = policy.get_base_model() if is_peft(policy) else policy
+    blocks = set(getattr(base, "_no_split_modules", None) or ())
+    for m in policy.modules():
+        if type(m).__name__ in blocks:
+            fully_shard(m)
+    # prefkit's log-probs call the decoder and the LM head directly (not the model's forward): each is a unit of its
+    # own, or one unit together when they share the embedding matrix
+    decoder, head = policy.get_decoder(), policy.get_output_embeddings()
+    tied = any(p is q for p in head.parameters() for q in decoder.parameters())
+    for unit in [[decoder, head]] if tied else [decoder, head]:
+        fully_shard(unit)
+    fully_shard(policy)
+
+
+def _clip_gradients(params: list, max_norm: float) -> Tensor:
+    """``clip_grad_norm_`` for parameters split across processes (FSDP): each process's norm of its own pieces,
+    summed in squares over the processes, so every process scales by the same global norm."""
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in params if p.grad is not None]
+    local = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+    sq = torch.stack([g.detach().float().pow(2).sum() for g in local]).sum() if local else torch.zeros(())
+    torch.distributed.all_reduce(sq)
+    norm = sq.sqrt()
+    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in local:
+        g.mul_(scale.to(g.dtype))
+    return norm
 
 
 def _average_gradients(params: list, world: int) -> None:
@@ -554,8 +636,15 @@ def train(
     weights and N processes of B/N rows take the step that one process of B rows takes (exactly so for losses that
     average over rows; a per-token mean such as SFT's becomes a mean of per-process means). The logged metrics are
     averaged over the processes; evaluation and checkpoints run on the main process only. Each process places its
-    model itself (on a GPU box, ``cuda:LOCAL_RANK``); the model is trained where it is. Parameters are not sharded
-    (no FSDP).
+    model itself (on a GPU box, ``cuda:LOCAL_RANK``); the model is trained where it is.
+
+    **FSDP.** Launched with ``accelerate launch --use_fsdp`` (or torchrun with ``PREFKIT_FSDP=1``), the policy's
+    parameters, gradients and optimizer state are also split across the processes (PyTorch's ``fully_shard``, one
+    unit per transformer block), for a model whose training state does not fit one GPU. The steps are the same as
+    above. Every process then runs ``eval_fn`` (each holds only a part of the model, so forward passes need all of
+    them: ``eval_fn`` must make the same calls on every process, as seeded code does), and checkpoints are gathered to
+    the main process. Not with 4-bit models or objectives that train modules of their own. A ``Reference`` in
+    ``copy`` mode stays a whole copy on every process; with LoRA, ``adapters_off`` shares the sharded model.
     """
     torch.manual_seed(config.seed)
     rank, world = _process_group(policy)
@@ -565,6 +654,9 @@ def train(
                              f"batch across the processes; got {type(batches).__name__}")  # fmt: skip
         batches.shard(rank, world)
     modules = list(getattr(loss_fn, "modules", ()))  # trainable parts of the objective itself (an auxiliary head)
+    sharded = world > 1 and _wants_fsdp()
+    if sharded:
+        _shard_parameters(policy, modules)
     params = [p for p in policy.parameters() if p.requires_grad] + [p for m in modules for p in m.parameters()]
     if not params:
         raise ValueError("policy has no trainable parameters")
@@ -583,15 +675,18 @@ def train(
     start = 0
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     if ckpt is not None and _checkpoint(ckpt) is not None:
-        start, rows, evals = _load_checkpoint(policy, modules, optimizer, _checkpoint(ckpt))
+        start, rows, evals = _load_checkpoint(policy, modules, optimizer, _checkpoint(ckpt), sharded)
         with warnings.catch_warnings():  # fast-forwarding the schedule to the resumed step, not a training step
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(start):
                 scheduler.step()
     main = rank == 0
-    if eval_fn is not None and config.eval_every and start == 0 and main:
-        evals.append({"step": 0, **eval_fn(policy, 0)})
-        _log_eval(config.desc, evals[-1])
+    evaluates = main or sharded  # under FSDP every process runs the model's forward passes (each holds a part)
+    if eval_fn is not None and config.eval_every and start == 0 and evaluates:
+        row = {"step": 0, **eval_fn(policy, 0)}
+        if main:
+            evals.append(row)
+            _log_eval(config.desc, row)
     policy.train()
     t0 = time.perf_counter()
     bar = tqdm(range(start, config.steps), desc=config.desc, disable=not (config.progress and main), leave=False)
@@ -604,9 +699,13 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if world > 1:
-            _average_gradients(params, world)
+            if not sharded:  # FSDP has averaged them already, while reducing each unit's gradients to its owners
+                _average_gradients(params, world)
             metrics = _average_metrics(metrics, world, loss.device)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        if sharded:
+            grad_norm = _clip_gradients(params, config.max_grad_norm)
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         lr = scheduler.get_last_lr()[0]  # the rate this step uses; after scheduler.step() it is the next step's
         optimizer.step()
         scheduler.step()
@@ -621,13 +720,16 @@ def train(
         )
         bar.set_postfix(loss=f"{metrics.get('loss', loss.item()):.4f}")
         last = step + 1 == config.steps
-        if main and eval_fn is not None and (last or (config.eval_every and (step + 1) % config.eval_every == 0)):
-            evals.append({"step": step + 1, **eval_fn(policy, step + 1)})
-            _log_eval(config.desc, evals[-1])
+        if evaluates and eval_fn is not None and (last or (config.eval_every and (step + 1) % config.eval_every == 0)):
+            row = {"step": step + 1, **eval_fn(policy, step + 1)}
+            if main:
+                evals.append(row)
+                _log_eval(config.desc, row)
             policy.train()
         if ckpt is not None and (last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
+            state = _checkpoint_state(policy, modules, optimizer, sharded)  # gathered from every process under FSDP
             if main:
-                _save_checkpoint(policy, modules, optimizer, step + 1, rows, evals, ckpt)
+                _save_checkpoint(state, step + 1, rows, evals, ckpt, sharded)
             if world > 1:
                 torch.distributed.barrier()  # no process resumes from a checkpoint still being written
     return History(pd.DataFrame(rows), pd.DataFrame(evals))

@@ -1,5 +1,6 @@
-"""One process of the data-parallel test (tests/test_ddp.py): a few DPO steps of a toy model, full-precision and
-LoRA, on 8 pairs per step; the main process writes the trained weights and logged losses."""
+"""One process of the data-parallel tests (tests/test_ddp.py): a few DPO steps of a toy model, full-precision and
+LoRA, on 8 pairs per step; the main process writes the trained weights and logged losses. With ``PREFKIT_FSDP=1``
+the parameters are sharded too, and a third run stops after 2 steps and resumes from its checkpoint."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ ROWS = [
 ] * 2
 
 
-def run(kind: str) -> dict:
-    """Train; return the trained weights, the logged losses and the number of processes."""
+def run(kind: str, steps: int = 4, checkpoint_dir: str | None = None) -> dict:
+    """Train; return the trained weights (whole), the logged losses and the number of processes."""
     tok = make_tokenizer()
     cfg = TinyLlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     policy = tiny_llama(tok, cfg, seed=0)
@@ -41,15 +42,25 @@ def run(kind: str) -> dict:
     ref = Reference(policy, mode="copy")
     batches = StepBatches(ROWS, tok, batch_size=8, seed=3)
     hist = train(policy, preference_objective(dpo_loss, ref, beta=0.5), batches,
-                 TrainConfig(steps=4, lr=5e-3, seed=0, progress=False))  # fmt: skip
+                 TrainConfig(steps=steps, lr=5e-3, seed=0, progress=False, checkpoint_dir=checkpoint_dir))  # fmt: skip
     dist = torch.distributed
-    weights = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    whole = {n: p.full_tensor() if hasattr(p, "full_tensor") else p for n, p in policy.named_parameters()}
+    weights = {n: p.detach().clone() for n, p in whole.items() if p.requires_grad}
     world = dist.get_world_size() if dist.is_initialized() else 1
-    return {"weights": weights, "loss": hist.steps["loss"].tolist(), "world": world}
+    steps = hist.steps
+    return {
+        "weights": weights,
+        "loss": steps["loss"].tolist(),
+        "grad_norm": steps["grad_norm"].tolist(),
+        "world": world,
+    }
 
 
 if __name__ == "__main__":  # under torchrun: both kinds, written by the main process
     torch.set_num_threads(1)
     results = {kind: run(kind) for kind in ("full", "lora")}
+    if len(sys.argv) > 2:  # a checkpoint folder: 2 steps, then a new run resumes there and takes steps 3 and 4
+        run("full", steps=2, checkpoint_dir=sys.argv[2])
+        results["resumed"] = run("full", steps=4, checkpoint_dir=sys.argv[2])
     if torch.distributed.get_rank() == 0:
         torch.save(results, sys.argv[1])

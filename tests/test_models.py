@@ -271,3 +271,11 @@ def test_reference_cache_tells_apart_batches_that_score_different_tokens(model, 
         got, want = cached.logps(b), plain.logps(b)
         torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
         assert got[1].tolist() == want[1].tolist()
+
+
+def test_fsdp_refuses_a_4bit_model_before_touching_it(saved_dir):
+    from prefkit.train import _shard_parameters
+
+    policy, _ = _load_4bit(saved_dir)
+    with pytest.raises(NotImplementedError, match="FSDP with a 4-bit .* launch without FSDP"):
+        _shard_parameters(policy, [])

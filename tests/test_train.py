@@ -507,3 +507,52 @@ def test_pairwise_metrics_are_the_losss_rewards(tok, model, pair_rows):
     assert m["logps/chosen"] == pytest.approx(pol[:3].mean().item(), rel=1e-6)
     assert m["logps/rejected"] == pytest.approx(pol[3:].mean().item(), rel=1e-6)
     assert m["loss"] == pytest.approx(-torch.nn.functional.logsigmoid(rc - rr).mean().item(), rel=1e-5)
+
+
+def test_fsdp_refuses_an_objective_that_trains_modules_of_its_own(tok):
+    from conftest import make_model
+
+    from prefkit.train import _shard_parameters
+
+    with pytest.raises(NotImplementedError, match=r"modules of its own \(Linear\)"):
+        _shard_parameters(make_model(tok), [torch.nn.Linear(2, 2)])
+
+
+def test_a_checkpoint_saved_under_fsdp_is_not_resumed_without_it(tok, pair_rows, tmp_path):
+    from conftest import make_model
+
+    batches, ckpt = _sft_batches(tok, pair_rows), tmp_path / "ckpt"
+    cfg = TrainConfig(steps=2, lr=5e-3, progress=False, checkpoint_dir=str(ckpt))
+    train(make_model(tok), sft_objective(), batches, cfg)
+    state = ckpt / "step-00000002" / "state.json"
+    record = json.loads(state.read_text())
+    assert record["sharded"] is False
+    state.write_text(json.dumps({**record, "sharded": True}))  # as a 2-process FSDP run writes it
+    with pytest.raises(
+        ValueError, match="saved with FSDP and this run is without it: resume it the way it was started"
+    ):
+        train(
+            make_model(tok),
+            sft_objective(),
+            batches,
+            TrainConfig(steps=4, lr=5e-3, progress=False, checkpoint_dir=str(ckpt)),
+        )
+
+
+@pytest.mark.parametrize(
+    ("env", "wanted"),
+    [
+        ({}, False),
+        ({"ACCELERATE_USE_FSDP": "true"}, True),
+        ({"PREFKIT_FSDP": "1"}, True),
+        ({"PREFKIT_FSDP": "0"}, False),
+    ],
+)
+def test_fsdp_is_asked_for_by_accelerate_launch_or_by_prefkit_fsdp(monkeypatch, env, wanted):
+    from prefkit.train import _wants_fsdp
+
+    for name in ("ACCELERATE_USE_FSDP", "PREFKIT_FSDP"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # accelerate launch --use_fsdp sets ACCELERATE_USE_FSDP=true
+    assert _wants_fsdp() is wanted
