@@ -216,8 +216,9 @@ class StepBatches:
     prompt is cut from the left (its first token kept when it is BOS) as far as its longest response needs, but never
     below ``keep_prompt`` tokens (default half of ``max_length``), then each response is cut from the right (losing
     its EOS). A row's responses keep one shared prompt. :meth:`fit` reports how many rows were cut; a row whose cut
-    would drop a special token (e.g. an image token) from its prompt, or whose step spans would be cut, is a :class:`prefkit.data.PreferenceDataError`. A response keeps at least
-    ``max_length - keep_prompt`` tokens, so none is left empty.
+    would drop a special token (e.g. an image token) from its prompt, or whose step spans would be cut, is a
+    :class:`prefkit.data.PreferenceDataError`. A response keeps at least ``max_length - keep_prompt`` tokens, so none
+    is left empty.
     """
 
     def __init__(
@@ -274,13 +275,11 @@ class StepBatches:
         ``truncation``) the counts: ``rows``, ``cut`` (rows with anything cut), ``prompts_cut``,
         ``responses_cut`` (responses cut from the right)."""
         from .data import PreferenceDataError
-        from .logps import _ids
 
         keep = max_length // 2 if keep_prompt is None else int(keep_prompt)
         if max_length < 2 or not 0 <= keep < max_length:
             raise ValueError(f"need max_length >= 2 and 0 <= keep_prompt < max_length, got {max_length}, {keep}")
-        eos, bos = self.tok.eos_token_id, self.tok.bos_token_id
-        special = set(self.tok.all_special_ids) - {bos}
+        eos = self.tok.eos_token_id
         counts = {"rows": len(self.rows), "cut": 0, "prompts_cut": 0, "responses_cut": 0}
         groups = [(i, pf, rs) for i, row in enumerate(self.rows) for pf, rs in self._sequences(row)]
         p_len = self._lengths([self.rows[i][pf] for i, pf, _ in groups], special=True)
@@ -299,16 +298,7 @@ class StepBatches:
             cut_rows.add(i)
             n_prompt = min(n_p, max(keep, max_length - longest))  # < max_length: every response keeps a token
             if n_prompt < n_p:
-                p = _ids(self.tok, rows[i][prompt_field], special=True)
-                head = p[:1] if bos is not None and p[:1] == [bos] else []  # BOS stays in front
-                tail = max(0, n_prompt - len(head))
-                kept, dropped = head[:n_prompt] + p[len(p) - tail :], p[len(head) : len(p) - tail]
-                lost = sorted({t for t in dropped if t in special})
-                if lost:
-                    raise PreferenceDataError(i, prompt_field, f"would lose special tokens {lost} when cut to "
-                                              f"{n_prompt} tokens to fit max_length {max_length}: raise max_length "
-                                              "or shorten the prompt")  # fmt: skip
-                rows[i] = {**rows[i], prompt_field: kept}
+                rows[i] = {**rows[i], prompt_field: self._cut_prompt(rows[i], i, prompt_field, n_prompt, max_length)}
                 counts["prompts_cut"] += 1
             counts["responses_cut"] += sum(n > max_length - n_prompt for n in lengths)
         counts["cut"] = len(cut_rows)
@@ -318,6 +308,23 @@ class StepBatches:
                        f"{counts['prompts_cut']} prompts from the left, {counts['responses_cut']} responses from "
                        "the right")  # fmt: skip
         return counts
+
+    def _cut_prompt(self, row: dict, i: int, prompt_field: str, n_prompt: int, max_length: int) -> list[int]:
+        """Row ``i``'s prompt as token ids cut from the left to ``n_prompt`` tokens, its BOS kept in front."""
+        from .data import PreferenceDataError
+        from .logps import _ids
+
+        bos, special = self.tok.bos_token_id, set(self.tok.all_special_ids) - {self.tok.bos_token_id}
+        p = _ids(self.tok, row[prompt_field], special=True)
+        head = p[:1] if bos is not None and p[:1] == [bos] else []
+        tail = max(0, n_prompt - len(head))
+        kept, dropped = head[:n_prompt] + p[len(p) - tail :], p[len(head) : len(p) - tail]
+        lost = sorted({t for t in dropped if t in special})
+        if lost:
+            raise PreferenceDataError(i, prompt_field, f"would lose special tokens {lost} when cut to {n_prompt} "
+                                      f"tokens to fit max_length {max_length}: raise max_length or shorten the "
+                                      "prompt")  # fmt: skip
+        return kept
 
     def _perm(self, epoch: int) -> list[int]:
         if epoch not in self._perms:
