@@ -9,9 +9,10 @@ reference each round's loss is measured against:
 - ``"previous"``: π_ref = π_t, the round's own starting policy (iterative DPO, OSP, DNO: each round is a DPO step
   from the sampler of that round);
 - ``"initial"``: π_ref = π_1, the policy the first round started from, in every round;
-- ``"extrapolated"``: APO's (He, Yuan and Gu 2024, arXiv:2410.06293) Nesterov-style reference
-  log π̂_t = (1 + α) log π_t - α log π_{t-1} (+ a per-prompt constant, which cancels within a pair), with
-  ``alpha`` = α; α = 0 is ``"previous"``, and round 1, which has no π_0, uses π_1.
+- ``"extrapolated"``: a Nesterov-style reference log π̂_t = (1 + α) log π_t - α log π_{t-1} (+ a per-prompt
+  constant, which cancels within a pair), with ``alpha`` = α: our reading of the extrapolation step of APO (He, Yuan
+  and Gu 2024, arXiv:2410.06293) for DPO, where only log-ratios within a pair matter. α = 0 is ``"previous"``;
+  round 1, which has no π_0, uses π_1.
 
 The reference's log-probs are computed once per round from frozen copies, so a round trains with no reference
 forward. Rounds whose reference is not their starting policy skip the trainer's step-0 check (it would rightly fail).
