@@ -1,0 +1,57 @@
+"""General preference embeddings for a fixed set of responses (the tabular counterpart of a GPM head).
+
+:func:`prefkit.selfplay.fit_bradley_terry` fits one score per response; :func:`fit_preference_embeddings` fits one
+vector v_i ∈ R^2k per response to the same comparisons (i, j, y), with P(i ≻ j) = σ(s(v_i ≻ v_j) / τ) and s the
+skew-symmetric score of :func:`prefkit.losses.scorer.gpm_score`. Bradley-Terry can only express transitive
+preferences; k = 1 already expresses any preference over three responses, a cycle included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .losses.scorer import gpm_loss, gpm_score
+
+
+def fit_preference_embeddings(
+    comparisons: np.ndarray,
+    n: int,
+    k: int = 1,
+    tau: float = 1.0,
+    l2: float = 1e-3,
+    steps: int = 2000,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> np.ndarray:
+    """Embeddings (n, 2k) maximising Σ_rows [y log P(i ≻ j) + (1 - y) log P(j ≻ i)] - (l2 / 2) Σ_i ‖v_i‖² over rows
+    (i, j, y) (y = 1 if i won, 0 if j won, 0.5 a tie), by full-batch Adam from a small random start (``seed``).
+    The likelihood is not concave in v (it is bilinear), hence the iterative fit; the ridge keeps v finite when a
+    response never loses. Only identifiable up to a rotation within each 2-D block."""
+    rows = np.asarray(comparisons, dtype=float).reshape(-1, 3)
+    i, j, y = rows[:, 0].astype(int), rows[:, 1].astype(int), rows[:, 2]
+    if np.any(rows[:, :2] != np.stack([i, j], 1)) or np.any((i < 0) | (i >= n) | (j < 0) | (j >= n)):
+        raise ValueError(f"comparison indices must be integers in [0, {n})")
+    if np.any((y < 0) | (y > 1)):
+        raise ValueError("comparison outcomes y must be in [0, 1]")
+    if k < 1 or not tau > 0:
+        raise ValueError(f"need k >= 1 blocks and tau > 0, got k = {k}, tau = {tau}")
+    g = torch.Generator().manual_seed(seed)
+    v = torch.nn.Parameter(0.1 * torch.randn(n, 2 * k, generator=g, dtype=torch.float64))
+    opt = torch.optim.Adam([v], lr=lr)
+    ii, jj, yy = torch.as_tensor(i), torch.as_tensor(j), torch.as_tensor(y)
+    for _ in range(steps):
+        losses, _ = gpm_loss(v[ii], v[jj], tau=tau, strength=yy)
+        objective = losses.sum() / max(1, len(rows)) + 0.5 * l2 * (v**2).sum() / max(1, len(rows))
+        opt.zero_grad()
+        objective.backward()
+        opt.step()
+    return v.detach().numpy()
+
+
+def preference_matrix(embeddings: np.ndarray, tau: float = 1.0) -> np.ndarray:
+    """P (n, n) with P[i, j] = σ(s(v_i ≻ v_j) / τ): P[i, i] = 1/2 and P + Pᵀ = 1 by construction."""
+    v = torch.as_tensor(np.asarray(embeddings, dtype=float))
+    n = len(v)
+    a, b = v.repeat_interleave(n, 0), v.repeat(n, 1)  # all ordered pairs (i, j), i-major
+    return torch.sigmoid(gpm_score(a, b) / tau).view(n, n).numpy()
