@@ -55,3 +55,66 @@ def preference_matrix(embeddings: np.ndarray, tau: float = 1.0) -> np.ndarray:
     n = len(v)
     a, b = v.repeat_interleave(n, 0), v.repeat(n, 1)  # all ordered pairs (i, j), i-major
     return torch.sigmoid(gpm_score(a, b) / tau).view(n, n).numpy()
+
+
+@torch.no_grad()
+def response_features(model, tokenizer, prompts, responses, batch_size: int = 64) -> torch.Tensor:
+    """The last layer's hidden state at each response's last token (the EOS that closes it), (B, K, H) for B prompts
+    with K responses each: what a reward head reads, as the GPM code and TRL's reward models read the last token."""
+    from .logps import encode_lists, response_states
+
+    out = []
+    for s in range(0, len(prompts), batch_size):
+        batch = encode_lists(
+            tokenizer, list(prompts[s : s + batch_size]), [list(r) for r in responses[s : s + batch_size]]
+        )
+        _, hidden = response_states(model, batch, shared_prompt=True)  # (b*K, R, H)
+        last = batch["response_mask"].sum(-1) - 1  # (b*K,) the final response token
+        feats = hidden[torch.arange(len(last)), last.to(hidden.device)]  # (b*K, H)
+        out.append(feats.view(len(batch["prompt_ids"]), -1, feats.shape[-1]).float().cpu())
+    return torch.cat(out)
+
+
+def fit_head(
+    chosen: torch.Tensor,  # (N, H) features of the preferred responses
+    rejected: torch.Tensor,  # (N, H)
+    dim: int = 1,  # 1: a Bradley-Terry reward head; 2k: a general preference head with k blocks
+    tau: float = 1.0,
+    strength: torch.Tensor | None = None,  # (N,) soft labels P(chosen ≻ rejected)
+    steps: int = 500,
+    lr: float = 0.01,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    bias: bool | None = None,
+) -> torch.nn.Linear:
+    """A linear head on frozen features, fitted by full-batch AdamW: scores ``head(f)`` (N, 1) under
+    :func:`prefkit.losses.scorer.bt_scorer_loss`, or embeddings (N, 2k) under :func:`prefkit.losses.scorer.gpm_loss`.
+
+    ``bias`` (default: only for the general preference head; a reward head's bias cancels within a pair): with a bias
+    c the score gains the linear terms cᵀRᵀW f_b - cᵀRᵀW f_a, so the head can express any reward difference
+    r(a) - r(b) (v = (r, 1)); without one it needs a constant direction in the features, which centred features
+    lack (a transitive rule then fails). The official GPM value head has no bias and reads LM states, whose mean is
+    far from 0."""
+    from .losses.scorer import bt_scorer_loss
+
+    if dim != 1 and (dim < 2 or dim % 2):
+        raise ValueError(f"dim must be 1 (Bradley-Terry) or an even number (general preference), got {dim}")
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(chosen.shape[-1], dim, bias=dim > 1 if bias is None else bias).to(chosen.dtype)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        if dim == 1:
+            losses, _ = bt_scorer_loss(head(chosen)[:, 0], head(rejected)[:, 0], tau=tau, strength=strength)
+        else:
+            losses, _ = gpm_loss(head(chosen), head(rejected), tau=tau, strength=strength)
+        opt.zero_grad()
+        losses.mean().backward()
+        opt.step()
+    return head.requires_grad_(False)
+
+
+def head_prob(head: torch.nn.Linear, a: torch.Tensor, b: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """P(a ≻ b) (N,) under a head from :func:`fit_head`."""
+    if head.out_features == 1:
+        return torch.sigmoid((head(a) - head(b))[:, 0] / tau)
+    return torch.sigmoid(gpm_score(head(a), head(b)) / tau)
