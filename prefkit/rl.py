@@ -28,7 +28,11 @@ RewardFn = Callable[[list[str], list[list[str]]], "np.ndarray | Sequence[Sequenc
 class OnPolicyBatches:
     """``batches[step]``: ``batch_size`` prompts (a fresh permutation each epoch), ``k`` samples of each from
     ``policy`` at ``temperature``, scored by ``reward_fn``: an :func:`prefkit.logps.encode_lists` batch with
-    ``scores`` (B, K), plus ``prompts`` and ``responses`` (the texts) for logging."""
+    ``scores`` (B, K), plus ``prompts`` and ``responses`` (the texts) for logging.
+
+    The samples are decoded and encoded again, which closes every response with EOS. A sample cut at
+    ``max_new_tokens`` did not end with EOS, so its log-prob then includes an EOS it never sampled; ``truncated``
+    counts such samples in the batch: keep ``max_new_tokens`` above what the policy writes and check it stays 0."""
 
     def __init__(
         self,
@@ -72,4 +76,6 @@ class OnPolicyBatches:
         batch = encode_lists(self.tok, prompts, responses)
         batch["scores"] = torch.tensor(scores, dtype=torch.float32)
         batch["prompts"], batch["responses"] = prompts, responses
+        lengths = self.tok([y for ys in responses for y in ys], add_special_tokens=False)["input_ids"]
+        batch["truncated"] = sum(len(ids) >= self.max_new_tokens for ids in lengths)
         return batch

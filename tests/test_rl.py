@@ -73,13 +73,15 @@ def on_policy(tok, model):
     return OnPolicyBatches(model, tok, prompts, reward, k=3, batch_size=2, seed=5, max_new_tokens=6)
 
 
-def test_on_policy_batches_sample_k_per_prompt_and_repeat_for_the_same_weights(on_policy):
+def test_on_policy_batches_sample_k_per_prompt_and_repeat_for_the_same_weights(on_policy, tok):
     b0 = on_policy[0]
     assert len(b0["prompts"]) == 2 and [len(r) for r in b0["responses"]] == [3, 3]
     assert b0["scores"].shape == (2, 3) and b0["response_ids"].shape[0] == 6 and b0["prompt_ids"].shape[0] == 2
     again = on_policy[0]
     assert again["responses"] == b0["responses"] and torch.equal(again["response_ids"], b0["response_ids"])
     assert on_policy[1]["prompts"] != b0["prompts"]  # the epoch's other half
+    cut = sum(len(tok(y, add_special_tokens=False)["input_ids"]) >= 6 for ys in b0["responses"] for y in ys)
+    assert b0["truncated"] == cut > 0  # samples that hit max_new_tokens (no EOS of their own): an untrained model
 
 
 def test_rloo_trains_through_the_one_loop(on_policy, model):
