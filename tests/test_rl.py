@@ -74,14 +74,17 @@ def on_policy(tok, model):
 
 
 def test_on_policy_batches_sample_k_per_prompt_and_repeat_for_the_same_weights(on_policy, tok):
+    from prefkit.rl import OnPolicyBatches
+
     b0 = on_policy[0]
     assert len(b0["prompts"]) == 2 and [len(r) for r in b0["responses"]] == [3, 3]
     assert b0["scores"].shape == (2, 3) and b0["response_ids"].shape[0] == 6 and b0["prompt_ids"].shape[0] == 2
     again = on_policy[0]
     assert again["responses"] == b0["responses"] and torch.equal(again["response_ids"], b0["response_ids"])
     assert on_policy[1]["prompts"] != b0["prompts"]  # the epoch's other half
-    cut = sum(len(tok(y, add_special_tokens=False)["input_ids"]) >= 6 for ys in b0["responses"] for y in ys)
-    assert b0["truncated"] == cut > 0  # samples that hit max_new_tokens (no EOS of their own): an untrained model
+    short = OnPolicyBatches(on_policy.policy, tok, on_policy.prompts, on_policy.reward_fn, k=3, max_new_tokens=2)[0]
+    cut = sum(len(tok(y, add_special_tokens=False)["input_ids"]) >= 2 for ys in short["responses"] for y in ys)
+    assert short["truncated"] == cut > 0  # samples that hit max_new_tokens (no EOS of their own)
 
 
 def test_rloo_trains_through_the_one_loop(on_policy, model):
