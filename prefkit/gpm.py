@@ -118,3 +118,30 @@ def head_prob(head: torch.nn.Linear, a: torch.Tensor, b: torch.Tensor, tau: floa
     if head.out_features == 1:
         return torch.sigmoid((head(a) - head(b))[:, 0] / tau)
     return torch.sigmoid(gpm_score(head(a), head(b)) / tau)
+
+
+def majority_is_transitive(P: np.ndarray) -> bool:
+    """Whether the majority relation i ≻ j ⇔ P[i, j] > 1/2 orders the responses (no cycle): a tournament is
+    transitive exactly when its win counts are 0, 1, ..., n - 1."""
+    wins = (np.asarray(P) > 0.5).sum(1)
+    return sorted(wins.tolist()) == list(range(len(P)))
+
+
+def random_rater_groups(n: int, groups: int, rng: np.random.Generator, transitive: bool, tries: int = 10_000):
+    """A :class:`prefkit.worlds.raters.RaterGroups` over ``n`` responses with ``groups`` groups, uniformly random
+    strict rankings and Dirichlet(1) weights, drawn until its majority is transitive (``transitive=True``) or has a
+    cycle (``False``). Raises RuntimeError after ``tries`` draws (e.g. one group can never cycle)."""
+    from .worlds.raters import RaterGroups
+
+    names = tuple(chr(ord("A") + i) for i in range(n))
+    for _ in range(tries):
+        world = RaterGroups(
+            [tuple(rng.permutation(n)) for _ in range(groups)], list(rng.dirichlet(np.ones(groups))), names
+        )
+        P = world.preference_matrix()
+        if np.any(np.abs(P - 0.5)[~np.eye(n, dtype=bool)] < 1e-9):
+            continue  # an exact tie has no majority
+        if majority_is_transitive(P) == transitive:
+            return world
+    kind = "transitive" if transitive else "cyclic"
+    raise RuntimeError(f"no {kind} majority in {tries} draws of {groups} groups over {n} responses")

@@ -109,3 +109,18 @@ def test_a_general_preference_head_learns_a_cyclic_rule_that_a_reward_head_canno
         assert acc["gpm"] > 0.95 and acc["bt"] > 0.95, acc
         no_bias = fit_head(chosen, rejected, dim=2, steps=400, lr=0.05, bias=False)
         assert float((head_prob(no_bias, test_c, test_r) > 0.5).double().mean()) < 0.7  # needs a constant direction
+
+
+def test_majorities_are_told_apart_and_drawn_as_asked():
+    from prefkit.gpm import majority_is_transitive, random_rater_groups
+
+    assert not majority_is_transitive(RaterGroups.cyclic().preference_matrix())
+    assert majority_is_transitive(RaterGroups.transitive().preference_matrix())
+    rng = np.random.default_rng(0)
+    for transitive in (True, False):
+        for _ in range(5):
+            world = random_rater_groups(5, 5, rng, transitive)
+            assert world.n == 5 and len(world.weights) == 5
+            assert majority_is_transitive(world.preference_matrix()) == transitive
+    with pytest.raises(RuntimeError, match="no cyclic majority in 20 draws of 1 groups over 4 responses"):
+        random_rater_groups(4, 1, rng, transitive=False, tries=20)  # one ranking never cycles
