@@ -39,10 +39,16 @@ def fit_preference_embeddings(
     g = torch.Generator().manual_seed(seed)
     v = torch.nn.Parameter(0.1 * torch.randn(n, 2 * k, generator=g, dtype=torch.float64))
     opt = torch.optim.Adam([v], lr=lr)
-    ii, jj, yy = torch.as_tensor(i), torch.as_tensor(j), torch.as_tensor(y)
+    # the cross-entropy is linear in y, so the rows of one ordered pair add up to count x (their mean y): one term
+    # per distinct pair (at most n(n - 1)) instead of one per row, the same objective
+    pairs, inverse, counts = np.unique(np.stack([i, j], 1), axis=0, return_inverse=True, return_counts=True)
+    mean_y = np.bincount(inverse.reshape(-1), weights=y, minlength=len(pairs)) / np.maximum(counts, 1)
+    ii, jj = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
+    yy, ww = torch.as_tensor(mean_y), torch.as_tensor(counts, dtype=torch.float64)
+    m = max(1, len(rows))
     for _ in range(steps):
         losses, _ = gpm_loss(v[ii], v[jj], tau=tau, strength=yy)
-        objective = losses.sum() / max(1, len(rows)) + 0.5 * l2 * (v**2).sum() / max(1, len(rows))
+        objective = (ww * losses).sum() / m + 0.5 * l2 * (v**2).sum() / m
         opt.zero_grad()
         objective.backward()
         opt.step()

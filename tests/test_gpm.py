@@ -124,3 +124,22 @@ def test_majorities_are_told_apart_and_drawn_as_asked():
             assert majority_is_transitive(world.preference_matrix()) == transitive
     with pytest.raises(RuntimeError, match="no cyclic majority in 20 draws of 1 groups over 4 responses"):
         random_rater_groups(4, 1, rng, transitive=False, tries=20)  # one ranking never cycles
+
+
+def test_grouping_comparisons_by_pair_leaves_the_fit_unchanged():
+    import torch
+
+    from prefkit.losses.scorer import gpm_loss
+
+    rows = _comparisons(RaterGroups.cyclic(), 300, seed=4)
+    fast = fit_preference_embeddings(rows, 3, k=1, steps=50, seed=7)
+    g = torch.Generator().manual_seed(7)  # the same start, one loss term per row
+    v = torch.nn.Parameter(0.1 * torch.randn(3, 2, generator=g, dtype=torch.float64))
+    opt = torch.optim.Adam([v], lr=0.05)
+    i, j, y = (torch.as_tensor(rows[:, c]) for c in range(3))
+    for _ in range(50):
+        losses, _ = gpm_loss(v[i.long()], v[j.long()], tau=1.0, strength=y)
+        opt.zero_grad()
+        (losses.mean() + 0.5 * 1e-3 * (v**2).sum() / len(rows)).backward()
+        opt.step()
+    np.testing.assert_allclose(fast, v.detach().numpy(), rtol=1e-8, atol=1e-10)
