@@ -20,14 +20,14 @@ def fit_preference_embeddings(
     k: int = 1,
     tau: float = 1.0,
     l2: float = 1e-3,
-    steps: int = 2000,
-    lr: float = 0.05,
+    max_iter: int = 500,
     seed: int = 0,
 ) -> np.ndarray:
     """Embeddings (n, 2k) maximising Σ_rows [y log P(i ≻ j) + (1 - y) log P(j ≻ i)] - (l2 / 2) Σ_i ‖v_i‖² over rows
-    (i, j, y) (y = 1 if i won, 0 if j won, 0.5 a tie), by full-batch Adam from a small random start (``seed``).
-    The likelihood is not concave in v (it is bilinear), hence the iterative fit; the ridge keeps v finite when a
-    response never loses. Only identifiable up to a rotation within each 2-D block."""
+    (i, j, y) (y = 1 if i won, 0 if j won, 0.5 a tie), by full-batch L-BFGS (strong Wolfe line search) from a small
+    random start (``seed``). The likelihood is not concave in v (it is bilinear), hence the iterative fit from a
+    start that breaks the symmetry; the ridge keeps v finite when a response never loses. Only identifiable up to a
+    rotation within each 2-D block."""
     rows = np.asarray(comparisons, dtype=float).reshape(-1, 3)
     i, j, y = rows[:, 0].astype(int), rows[:, 1].astype(int), rows[:, 2]
     if np.any(rows[:, :2] != np.stack([i, j], 1)) or np.any((i < 0) | (i >= n) | (j < 0) | (j >= n)):
@@ -38,20 +38,26 @@ def fit_preference_embeddings(
         raise ValueError(f"need k >= 1 blocks and tau > 0, got k = {k}, tau = {tau}")
     g = torch.Generator().manual_seed(seed)
     v = torch.nn.Parameter(0.1 * torch.randn(n, 2 * k, generator=g, dtype=torch.float64))
-    opt = torch.optim.Adam([v], lr=lr)
     # the cross-entropy is linear in y, so the rows of one ordered pair add up to count x (their mean y): one term
     # per distinct pair (at most n(n - 1)) instead of one per row, the same objective
-    pairs, inverse, counts = np.unique(np.stack([i, j], 1), axis=0, return_inverse=True, return_counts=True)
+    pairs, inverse, counts = np.unique(
+        np.stack([i, j], 1).reshape(-1, 2), axis=0, return_inverse=True, return_counts=True
+    )
     mean_y = np.bincount(inverse.reshape(-1), weights=y, minlength=len(pairs)) / np.maximum(counts, 1)
     ii, jj = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
     yy, ww = torch.as_tensor(mean_y), torch.as_tensor(counts, dtype=torch.float64)
     m = max(1, len(rows))
-    for _ in range(steps):
-        losses, _ = gpm_loss(v[ii], v[jj], tau=tau, strength=yy)
-        objective = (ww * losses).sum() / m + 0.5 * l2 * (v**2).sum() / m
+    opt = torch.optim.LBFGS([v], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-10,
+                            tolerance_change=1e-14, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def objective():
         opt.zero_grad()
-        objective.backward()
-        opt.step()
+        losses, _ = gpm_loss(v[ii], v[jj], tau=tau, strength=yy)
+        value = (ww * losses).sum() / m + 0.5 * l2 * (v**2).sum() / m
+        value.backward()
+        return value
+
+    opt.step(objective)
     return v.detach().numpy()
 
 

@@ -126,20 +126,14 @@ def test_majorities_are_told_apart_and_drawn_as_asked():
         random_rater_groups(4, 1, rng, transitive=False, tries=20)  # one ranking never cycles
 
 
-def test_grouping_comparisons_by_pair_leaves_the_fit_unchanged():
+def test_the_fit_is_a_stationary_point_of_the_per_comparison_likelihood():
     import torch
 
     from prefkit.losses.scorer import gpm_loss
 
     rows = _comparisons(RaterGroups.cyclic(), 300, seed=4)
-    fast = fit_preference_embeddings(rows, 3, k=1, steps=50, seed=7)
-    g = torch.Generator().manual_seed(7)  # the same start, one loss term per row
-    v = torch.nn.Parameter(0.1 * torch.randn(3, 2, generator=g, dtype=torch.float64))
-    opt = torch.optim.Adam([v], lr=0.05)
+    v = torch.tensor(fit_preference_embeddings(rows, 3, k=1, seed=7), requires_grad=True)
     i, j, y = (torch.as_tensor(rows[:, c]) for c in range(3))
-    for _ in range(50):
-        losses, _ = gpm_loss(v[i.long()], v[j.long()], tau=1.0, strength=y)
-        opt.zero_grad()
-        (losses.mean() + 0.5 * 1e-3 * (v**2).sum() / len(rows)).backward()
-        opt.step()
-    np.testing.assert_allclose(fast, v.detach().numpy(), rtol=1e-8, atol=1e-10)
+    losses, _ = gpm_loss(v[i.long()], v[j.long()], tau=1.0, strength=y)  # one term per comparison, as documented
+    (losses.mean() + 0.5 * 1e-3 * (v**2).sum() / len(rows)).backward()
+    assert v.grad.abs().max() < 1e-6

@@ -65,9 +65,17 @@ def gpm_score(
     a_{2i+1} b_{2i}). Skew-symmetric: s(a ≻ b) = -s(b ≻ a), and s(a ≻ a) = 0."""
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"need two (B, 2k) embeddings of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    w = torch.ones(a.shape[-1] // 2, dtype=a.dtype, device=a.device) if block_weights is None else block_weights
-    skew_operator(a.shape[-1], w)  # validates the dimension and the weights' shape
-    return (w * (a[:, 0::2] * b[:, 1::2] - a[:, 1::2] * b[:, 0::2])).sum(-1)
+    dim = a.shape[-1]
+    if dim < 2 or dim % 2:
+        raise ValueError(f"a general preference embedding needs an even dimension >= 2, got {dim}")
+    cross = a[:, 0::2] * b[:, 1::2] - a[:, 1::2] * b[:, 0::2]  # (B, k): one 2-D cross product per block
+    if block_weights is None:
+        return cross.sum(-1)
+    if block_weights.shape[-1] != dim // 2:
+        raise ValueError(
+            f"block_weights has {block_weights.shape[-1]} entries per row, the embedding {dim // 2} blocks"
+        )
+    return (block_weights * cross).sum(-1)
 
 
 def gpm_loss(
