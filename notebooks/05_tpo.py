@@ -673,7 +673,7 @@ A0_NOTE = (
 )
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
     "A0": ("reversed", A0_NOTE),
-    "A0r": ("inconclusive", A0_NOTE),
+    "A0r": ("not reproduced", A0_NOTE),
     "A0l": ("reversed", A0_NOTE),
     "A0p": ("reversed", A0_NOTE),
     "A0b": ("reversed", A0_NOTE),

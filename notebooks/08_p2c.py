@@ -689,19 +689,21 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
             "contribution to a binned ECE is a noisy unit and the interval is wider than the effect. Its shuffled "
             "control (C4a-sh) is inconclusive too, so this run can tell neither a calibration gain nor whether it "
             "would come from the preferences rather than from the auxiliary heads."),
-    "C4b": ("inconclusive", "as for C4a: lower ECE on average with crowd preferences, an interval that reaches past "
-            "0, and a shuffled control (C4b-sh) that cannot tell either. More test sentences or seeds would be needed; "
-            "the paper's calibration gain is for a fine-tuned RoBERTa, ours a small top on frozen features."),
+    "C4b": ("reproduced", "crowd preferences lowered ECE against the baseline, but the shuffled-target control "
+            "(C4b-sh) is inconclusive: this run cannot tell the gain from what the auxiliary heads give with the same "
+            "pairs' targets permuted, so it does not show that the preferences are what calibrates. The paper's "
+            "calibration gain is for a fine-tuned RoBERTa, ours a small top on frozen features."),
     "C1c": ("not testable", "gate GL failed: the zero-shot \"LLM\" of this world (MiniLM's cosine to a description "
             "of the class) agrees with the oracle on the fewest non-tie pairs of the three sources (source-quality "
             "table), and the heads trained on its answers order held-out pairs barely above chance. The paper's LLM "
             "was GPT-3 reading the pair; our stand-in does not read sentiment intensity well enough to test the claim."),
     "C4c": ("not testable", "gate GL failed, as for C1c."),
     "C5": ("reversed", "disagreement partners did worse than random ones on the official path. We did not measure "
-           "the official path's partners; in our query-budget version (C5-ours, the disagreement table) the pairs "
-           "the heads disagree on have much smaller true intensity gaps than random pairs, near-ties whose "
-           "vote-share differences are mostly annotator noise. If the official path's partners are alike, the "
-           "margin loss spends its steps fitting that noise. With five simulated annotators a vote share moves in "
-           "steps of a fifth, which leaves near-ties without a usable target."),
+           "the official path's partners. In our query-budget version disagreement-chosen queries did beat random "
+           "ones (C5-ours), and the pairs they chose have smaller true intensity gaps than random pairs on every "
+           "seed (disagreement table): near-ties, whose vote-share differences are mostly annotator noise. The "
+           "official path fits a margin to those vote-share differences; with five simulated annotators a vote "
+           "share moves in steps of a fifth, which leaves near-ties without a usable target. That the margin loss "
+           "spends its steps fitting this noise is our reading; we have not tested it."),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))

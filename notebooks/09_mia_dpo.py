@@ -551,12 +551,21 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
            "neighbouring question; a model this small may learn to avoid the attribute words rather than to attend "
            "to the asked picture. We have not tested this reading. The paper's rejected answers come from a 7B "
            "model with a far stronger vision tower, and its gains are a few points on benchmarks."),
-    "M3": ("inconclusive", "single-picture accuracy stays near its ceiling after MIA-DPO, but the lower end of the "
-           "interval lies past the non-inferiority margin: the single-picture evaluation is small, so a handful of "
-           "questions decides it."),
-    "M4": ("reversed", "selection kept about half of the mismatching answers (gate G1), but in this model the "
-           "attention share hardly tells confused answers from other errors (A1's AUROC is near chance on two of the "
-           "three seeds), so selection removes data without removing the right data; with fewer pairs, MIA-DPO "
-           "ends below DPO on all the mismatches."),
+    "M3": ("reversed", "MIA-DPO loses single-picture accuracy against an SFT model that answers every "
+           "single-picture question right (M3's record), by more than the margin. Its rejected answers are mostly "
+           "the model's own confusions, correct descriptions of another picture in the prompt; DPO on all the "
+           "mismatches loses single-picture accuracy in the same way, while DPO with random wrong answers as "
+           "rejected and SFT on the chosen answers keep it (arms table). Pushing down answers that are right about "
+           "a neighbouring picture costs answers about a lone picture too; that is our reading, not a tested "
+           "mechanism."),
+    "M4": ("not reproduced", "selection dropped more of the mismatching answers than the gate asks (G1), but the "
+           "attention share separates confused answers from other errors only weakly (A1 is inconclusive), so "
+           "selection removes data without removing the right data: MIA-DPO ends no better than DPO trained on all "
+           "the mismatches."),
+    "M5": ("reversed", "DPO with random wrong answers as rejected beats MIA-DPO: a random wrong answer is easy to "
+           "tell from the right one and leaves single- and multi-picture accuracy close to the SFT model's (arms "
+           "table), while the model's own mistakes, being right about another picture, pull down answers that are "
+           "right for their own picture (M2, M3). The paper's premise that self-generated negatives teach more "
+           "assumes the model can learn which picture an answer is about; this one loses accuracy instead."),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
