@@ -14,26 +14,17 @@ import argparse
 import json
 from pathlib import Path
 
-QWEN25_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                  intermediate_size=4864, vocab_size=151936)  # fmt: skip
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=128,
-            vocab_size=1000)  # fmt: skip
+from bench_dpo import QUICK, SHAPES, build_model  # the benchmark's Qwen2.5-0.5B shape (and its small smoke shape)
 
 
 def prepare(out: Path, tiny: bool = False) -> tuple[Path, Path]:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     from prefkit.worlds import StringWorld
 
     world = StringWorld(n_train=256, n_eval=8)
     tok = world.tokenizer
-    cfg = Qwen2Config(**(TINY if tiny else QWEN25_05B), tie_word_embeddings=True, rope_theta=1e6, rms_norm_eps=1e-6,
-                      max_position_embeddings=32768, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)  # fmt: skip
-    torch.manual_seed(0)
+    shape = QUICK["cuda"] if tiny else SHAPES["cuda"]  # bf16 weights, tied embeddings, as the benchmark's CUDA model
     model_dir = out / ("qwen2-tiny" if tiny else "qwen2.5-0.5b-shaped")
-    Qwen2ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(model_dir, safe_serialization=True)
+    build_model(shape, tok, seed=0).save_pretrained(model_dir, safe_serialization=True)
     tok.save_pretrained(model_dir)
     rows = [
         {"prompt": p, "chosen": world.gold(p), "rejected": world.gold(p).split(" |")[0]} for p in world.train_prompts
