@@ -139,6 +139,16 @@ def majority_is_transitive(P: np.ndarray) -> bool:
     return sorted(wins.tolist()) == list(range(len(P)))
 
 
+def condorcet_winner(P: np.ndarray) -> int | None:
+    """The response that beats every other one by majority (P[w, j] > 1/2 for all j ≠ w), or None. With one, the
+    Minimax Winner is that pure response and a reward model can rank it first; without one, the majority's top cycle
+    has several responses and the Minimax Winner is mixed."""
+    P = np.asarray(P, dtype=float)
+    beats = (P > 0.5).sum(1)  # (n,) majority wins of each response
+    winners = np.flatnonzero(beats == len(P) - 1)
+    return int(winners[0]) if len(winners) else None
+
+
 def random_rater_groups(n: int, groups: int, rng: np.random.Generator, transitive: bool, tries: int = 10_000):
     """A :class:`prefkit.worlds.raters.RaterGroups` over ``n`` responses with ``groups`` groups, uniformly random
     strict rankings and Dirichlet(1) weights, drawn until its majority is transitive (``transitive=True``) or has a
@@ -157,3 +167,156 @@ def random_rater_groups(n: int, groups: int, rng: np.random.Generator, transitiv
             return world
     kind = "transitive" if transitive else "cyclic"
     raise RuntimeError(f"no {kind} majority in {tries} draws of {groups} groups over {n} responses")
+
+
+# ---- GPO: self-play on a general preference score ---------------------------------------------------------------------
+#
+# Zhang, Zhang, Wu, Xu & Gu 2025, "Beyond Bradley-Terry Models: A General Preference Model for Language Model
+# Alignment" (ICML, arXiv:2410.02197), Sec. 5. General Preference Optimization (GPO) is SPPO's self-play with the
+# preference score s in place of the win probability minus 1/2: a policy is pulled towards responses that score well
+# against its own samples, and the average of its iterates approaches the Minimax Winner (von Neumann winner) of the
+# game with payoff s (Theorem 5.1).
+
+
+def score_matrix(embeddings: np.ndarray) -> np.ndarray:
+    """S (n, n) with S[i, j] = s(v_i ≻ v_j) = v_iᵀ Rᵀ v_j (Eq. 4.1) for embeddings (n, 2k), so that
+    :func:`preference_matrix` is σ(S / τ). S is skew-symmetric (S = -Sᵀ, zero diagonal) for any embeddings."""
+    v = torch.as_tensor(np.asarray(embeddings, dtype=float))  # (n, 2k)
+    if v.dim() != 2:
+        raise ValueError(f"embeddings must be a (n, 2k) array, got shape {tuple(v.shape)}")
+    n = len(v)
+    a, b = v.repeat_interleave(n, 0), v.repeat(n, 1)  # (n², 2k) all ordered pairs (i, j), i-major
+    return gpm_score(a, b).view(n, n).numpy()  # Eq. 4.1
+
+
+def check_skew_symmetric(S: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """S as a float (n, n) array, or a ValueError naming the entry that breaks S = -Sᵀ (a score of i over j must be
+    minus that of j over i, and a response scores 0 against itself)."""
+    S = np.asarray(S, dtype=float)
+    if S.ndim != 2 or S.shape[0] != S.shape[1]:
+        raise ValueError(f"a score matrix must be square (n, n), got shape {S.shape}")
+    if not np.all(np.isfinite(S)):
+        i, j = np.argwhere(~np.isfinite(S))[0]
+        raise ValueError(f"score S[{i}, {j}] = {S[i, j]} is not finite")
+    gap = np.abs(S + S.T)
+    if gap.max() > tol:
+        i, j = np.unravel_index(int(gap.argmax()), gap.shape)
+        raise ValueError(
+            f"S must be skew-symmetric (S[i, j] = -S[j, i], zero diagonal): S[{i}, {j}] = {S[i, j]:.4g} but "
+            f"S[{j}, {i}] = {S[j, i]:.4g}"
+        )
+    return S
+
+
+def gpo_selfplay(
+    S: np.ndarray,  # (n, n) skew-symmetric score, S[i, j] = s(i ≻ j)
+    iterations: int,
+    beta: float,
+    init: np.ndarray | None = None,  # (n,) π_0; uniform when None
+    samples: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict:
+    """General Preference Optimization (Zhang et al. 2025, arXiv:2410.02197, Sec. 5) on a tabular policy over n
+    responses, from a fixed (learned) score matrix S. Each iteration scores every response against the current policy,
+
+        s(y ≻ π_t) = (1/K) Σ_k s(y ≻ y_k),  y_k ~ π_t                       (Eq. 5.2; K = ``samples``),
+
+    or exactly, s(y ≻ π_t) = Σ_j π_t(j) S[y, j], when ``samples`` is None (the K → ∞ limit), and then solves GPO's
+    squared loss
+
+        π_{t+1} = argmin_π E_{y~π_t} [(log π(y)/π_t(y) - (s(y ≻ π_t) / β - log Z_t))²]      (Eq. 5.3)
+
+    exactly: a tabular policy reaches zero loss at π_{t+1}(y) = π_t(y) exp(s(y ≻ π_t) / β) / Z_t, the multiplicative-
+    weights step the paper reads the loss as (App. B), with Z_t the normaliser (the paper's code sets log Z to 0, which
+    a policy of n probabilities cannot follow). The guarantee (Theorem 5.1) is for the *average* of π_1..π_T with
+    β = Θ(√T); the last iterate circles the equilibrium when S has a cycle.
+
+    Returns ``last`` (iterations+1, n) π_0..π_T and ``average`` (iterations+1, n) their running means (row t: the mean
+    of π_0..π_t)."""
+    S = check_skew_symmetric(S)
+    n = len(S)
+    if iterations < 0 or not beta > 0:
+        raise ValueError(f"need iterations >= 0 and beta > 0, got iterations = {iterations}, beta = {beta}")
+    if samples is not None and (samples < 1 or rng is None):
+        raise ValueError("samples (K opponents per iteration) must be >= 1 and needs an rng; None: exact expectation")
+    p = np.full(n, 1.0 / n) if init is None else np.asarray(init, dtype=float)
+    if p.shape != (n,) or np.any(p <= 0) or abs(p.sum() - 1) > 1e-6:
+        raise ValueError(f"init must be a policy of shape ({n},) with every probability > 0, summing to 1")
+    log_p = np.log(p / p.sum())  # (n,) log π_t, up to a constant
+    last = np.empty((iterations + 1, n))
+    last[0] = np.exp(log_p)
+    draws = None if samples is None else rng.random((iterations, samples))  # (T, K) uniforms for y_k ~ π_t
+    for t in range(iterations):
+        pi = last[t]  # (n,) π_t
+        if draws is None:
+            s = S @ pi  # (n,) s(y ≻ π_t) = E_{y'~π_t} s(y ≻ y')
+        else:
+            ys = np.minimum(np.searchsorted(np.cumsum(pi), draws[t], side="right"), n - 1)  # (K,) y_k ~ π_t
+            s = S[:, ys].mean(1)  # (n,) Eq. 5.2: mean score against the K samples
+        log_p = log_p + s / beta  # Eq. 5.3 at its zero-loss solution: log π_{t+1} = log π_t + s / β - log Z_t
+        log_p -= log_p.max()  # keeps exp finite; the constant is absorbed into Z_t
+        q = np.exp(log_p)
+        last[t + 1] = q / q.sum()  # / Z_t
+    average = np.cumsum(last, 0) / np.arange(1, iterations + 2)[:, None]  # (T+1, n)
+    return {"last": last, "average": average}
+
+
+def sample_comparisons(world, n_comparisons: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows (i, j, y) (m, 3): uniformly drawn distinct pairs, each judged once by ``world.compare``. The draws are
+    made in the order :func:`prefkit.selfplay.bt_rl` makes them, so the same rng state gives both the same rows."""
+    n = world.n
+    i = rng.integers(n, size=n_comparisons)
+    j = (i + rng.integers(1, n, size=n_comparisons)) % n  # uniform over the n - 1 other responses
+    y = [world.compare(int(a), int(b), rng) for a, b in zip(i, j)]
+    return np.c_[i, j, y].reshape(-1, 3)
+
+
+def gpo(
+    world,
+    n_comparisons: int,
+    rng: np.random.Generator,
+    iterations: int,
+    beta: float,
+    k: int = 1,
+    tau: float = 1.0,
+    l2: float = 1e-3,
+    max_iter: int = 100,
+    init: np.ndarray | None = None,
+    samples: int | None = None,
+    fit_seed: int = 0,
+) -> dict:
+    """The GPM + GPO pipeline (Zhang et al. 2025, arXiv:2410.02197, Secs. 4-5) at a budget of rater comparisons: ask
+    ``world.compare`` about ``n_comparisons`` uniformly drawn distinct pairs (:func:`sample_comparisons`), fit
+    preference embeddings with k blocks to them (:func:`fit_preference_embeddings`), then run
+    :func:`gpo_selfplay` on the fitted log-odds S / τ (so P̂ = σ(S / τ)), which asks the rater nothing more.
+
+    Returns ``policy`` (n,) the average iterate (the policy Theorem 5.1 is about), ``last`` (n,) the last iterate,
+    ``P`` (n, n) the fitted preference matrix and ``comparisons`` (m, 3) the rows it was fitted to."""
+    rows = sample_comparisons(world, n_comparisons, rng)
+    v = fit_preference_embeddings(rows, world.n, k=k, tau=tau, l2=l2, max_iter=max_iter, seed=fit_seed)
+    run = gpo_selfplay(score_matrix(v) / tau, iterations, beta, init=init, samples=samples, rng=rng)
+    return {"policy": run["average"][-1], "last": run["last"][-1], "P": preference_matrix(v, tau), "comparisons": rows}
+
+
+class PreferenceMatrixWorld:
+    """A world that answers comparisons from a given preference matrix P (n, n): ``compare(i, j)`` is 1 with
+    probability P[i, j]. :meth:`bradley_terry` builds one that *is* a Bradley-Terry model, P[i, j] = σ(r_i - r_j)."""
+
+    def __init__(self, P: np.ndarray):
+        from .selfplay import check_preference_matrix
+
+        self.P = check_preference_matrix(P)
+        self.n = len(self.P)
+
+    @classmethod
+    def bradley_terry(cls, rewards: np.ndarray) -> PreferenceMatrixWorld:
+        r = np.asarray(rewards, dtype=float)  # (n,)
+        return cls(1 / (1 + np.exp(-(r[:, None] - r[None, :]))))
+
+    def preference_matrix(self) -> np.ndarray:
+        return self.P.copy()
+
+    def compare(self, i: int, j: int, rng: np.random.Generator) -> float:
+        if i == j:
+            return 0.5
+        return float(rng.random() < self.P[i, j])
