@@ -221,3 +221,34 @@ def test_mender_hf_profile_on_a_local_encoder(tmp_path, fresh_cache):
         "Mender-Emb (paper's matching)",
         "oracle",
     }
+
+
+@pytest.mark.notebook
+def test_general_preferences_hf_profile_fits_heads_and_runs_dno_rounds_on_a_local_4bit_model(tmp_path, fresh_cache):
+    """11's `hf` profile: BT and GPM heads on a local 4-bit model's states, then a DNO round judged by a local
+    reward model (a sequence-classification Llama saved to a folder, as a downloaded one would be)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rm_dir = tmp_path / "tiny-reward-model"
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=tok.pad_token_id)  # fmt: skip
+    LlamaForSequenceClassification(cfg).save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({k: r[k] for k in ("prompt", "chosen", "rejected")}) + "\n" for r in rows))
+    result = run_notebook(
+        ROOT / "notebooks" / "11_general_preferences.ipynb",
+        tmp_path / "out",
+        profile="hf",
+        model_name=str(model_dir),
+        dataset=str(data),
+        reward_model=str(rm_dir),
+        hf_gap=0.0,  # an untrained reward model's scores differ by little
+    )
+    assert result["parameters"]["profile"] == "hf" and result["parameters"]["reward_model"] == str(rm_dir)
+    assert [c["status"] for c in result["claims"]] == ["not asserted"]
+    assert set(result["hf_heads"]) == {"BT head", "GPM head (k = 2)"}
+    assert all(0.0 <= a <= 1.0 for a in result["hf_heads"].values())
+    assert [r["round"] for r in result["hf_rounds"]] == [1] and result["hf_rounds"][0]["pairs"] > 0
