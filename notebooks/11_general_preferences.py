@@ -1810,5 +1810,61 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+    "A7": ("reversed", "the GPM head sides with the cyclic majority more often than the BT head (A5), but it is "
+           "overconfident where it is wrong: its held-out log-likelihood falls below that of a constant 1/2, while "
+           "the BT head, which cannot express the cycle, stays near 1/2 everywhere. The heads are fitted without "
+           "regularisation or early stopping on noisy labels (a third of the pairs are ties between responses of "
+           "one length level), and a bilinear head can grow its scale freely. Accuracy and likelihood disagree "
+           "here; the paper reports accuracy only."),
+    "C2": ("reversed", "predicted before the run (the claim's record says so): in the population limit Thm 4.1 makes "
+           "APO after T rounds equal to iterative DPO after S_α(T) = Σ_m (1 - α^m)/(1 - α) rounds, and S_0.3(2) is "
+           "below 3, so two APO rounds cannot match three DPO rounds in a world where every round is solved "
+           "exactly. The paper's Iter2-vs-Iter3 comparison is between LLM runs whose β and data change per round."),
+    "C3": ("inconclusive", "APO is faster than iterative DPO on every seed (C1, C4), but by less than Thm 4.1's "
+           "noiseless speed-up: with sampled comparisons and the ridge that keeps each round's optimum finite, a "
+           "round recovers only part of the true reward, and the extrapolation multiplies that partial step. The "
+           "fitted rate sits below the prediction by about the claim's margin, so the interval straddles it."),
+    "GF": ("failed", "the margin rule drops about as many round-1 pairs as the gate's floor (its interval straddles "
+           "it): on the judge's 1-6 scale most prompts' (best, worst) pairs already have the gap the rule asks for, "
+           "since the worst of four student samples is usually well below the best candidate. D5 (the filter "
+           "helps) is therefore not judged."),
+    "D1": ("not reproduced", "three rounds of DNO leave the oracle score where the SFT model started (the figure: "
+           "DNO rises a little in round 2 and falls back in round 3). We have not isolated the cause; what the "
+           "record shows is that each round is a short DPO run (40 steps) on about one (best, worst) pair per "
+           "prompt, that a sizeable share of those pairs have the teacher's response as the chosen side (GF's "
+           "record), a sequence the student does not sample, and that iterative DPO on the student's own samples "
+           "does better (D6). The paper's DNO-Prct trains on every pair passing the rule, with replay from earlier "
+           "rounds, and a 7B student that can imitate GPT-4's answers; our ~0.5M-parameter model in this budget "
+           "does not show the gain."),
+    "D2": ("reversed", "the rise is not monotone: round 2 gains a little, round 3 loses more than it gained (the "
+           "claim reports the worst round). See D1 for why each round moves the policy so little."),
+    "D3": ("inconclusive", "DNO ends near the SFT model, and offline DPO on as many pairs ends slightly below it; "
+           "the difference between the two is within the seeds' spread."),
+    "D4": ("reversed", "the teacher (noisy demonstrations, gate GD) stays far above every arm in every round: in "
+           "this budget nothing closes most of the gap, let alone passes it. The paper's student passes its "
+           "teacher on the training prompts' annotator scores after several rounds at a far larger scale."),
+    "D6": ("reversed", "iterative DPO on the student's own samples ends above DNO, which adds the teacher's "
+           "response to the candidates: in this world, pairs between on-policy samples moved the policy further "
+           "than pairs whose chosen side is often an off-policy teacher response (see D1). This is our reading of "
+           "the curves, not a tested mechanism."),
+    "D7": ("reversed", "weight extrapolation with α = 0.3 hurts here: APO's score drops in round 2 and does not "
+           "recover. Our reading: extrapolating the whole weight difference of a round overshoots in a tiny model "
+           "whose round steps are already noisy; Part C shows extrapolation working where each round's optimum is "
+           "exact (there on the logits of a tabular policy, its weights). The "
+           "paper extrapolates 7B weights after full-epoch rounds, whose differences are smoother."),
+    "D8": ("reversed", "APO at round 2 is below iterative DPO at round 3 by more than the margin, for the reason "
+           "given under D7."),
+    "E1": ("not reproduced", "RL with the pairwise anchored reward and RL with the BT reward raise the oracle score "
+           "by about the same amount (E5 and gate GE-RLb): both reward models are about equally accurate and "
+           "calibrated on these pairs (E3, E4), so the reward signal they give the policy is about the same. The "
+           "paper's pairwise model is a generative LLM judge reading both responses as text; ours is a small head "
+           "on frozen SFT features, which may not capture what a comparison gains over a score."),
+    "E2": ("inconclusive", "both reward models overstate the policy's gain against the anchor by similar amounts "
+           "(the figure: each arm's own reward model rises more than the oracle does), and the difference between "
+           "the two gaps is small next to the seeds' spread."),
+    "E3": ("inconclusive", "the pairwise head is slightly more accurate than the BT model on every seed, by less "
+           "than the claim's minimum effect; both read the same frozen features."),
+    "E4": ("inconclusive", "the two models' ECE differ by seed in either direction: on one seed the pairwise head "
+           "is better calibrated, on the others BT is."),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
