@@ -166,6 +166,7 @@ from prefkit import plot
 from prefkit.evaluate import oracle_eval, ranking_report, win_rate
 from prefkit.losses import dpo_loss
 from prefkit.models import Reference, resolve_device
+from prefkit.online import online_rounds
 from prefkit.repro import claims_table, compare, gate, per_seed, seed_everything, write_result
 from prefkit.selfjudge import (
     Judge,
@@ -174,6 +175,7 @@ from prefkit.selfjudge import (
     judge_strengths,
     ranked_pairs,
     self_judge,
+    self_preference_label,
     self_preference_pairs,
 )
 from prefkit.train import TrainConfig
@@ -255,7 +257,9 @@ if profile == "toy":
 # ## Online rounds: soft (OSP), hard labels, oracle labels
 #
 # Each round: sample K responses per pool prompt from the current policy, label them (self-judge, or the oracle for
-# the upper bound), pair them, and train `steps_per_iter` steps against the round's starting policy. After each
+# the upper bound), pair them, and train `steps_per_iter` steps against the round's starting policy: the rounds of
+# `prefkit.online.online_rounds` with `reference="previous"`, labelled by `self_preference_label` (the loop notebook
+# 11 runs DNO and APO on). After each
 # round: the oracle score of one sample per held-out prompt, win rate against the SFT model's samples, KL to the SFT
 # model, mean length, and the self-judge's accuracy on the fixed labelled pairs. For each round we also record the
 # mean self-judged strength P[chosen, rejected] of the pairs (before the hard arm rounds it to 1) and how often a
@@ -269,27 +273,32 @@ if profile == "toy":
     for s in seeds:
         st = setup[s]
         for name, how in arms.items():
-            policy = base
             log.append({"arm": name, "seed": s, "round": 0, **st["round0"]})  # the SFT model
-            for it in range(1, iterations + 1):
-                kw = {"hard": how.get("hard", False), "oracle": world.score if "oracle" in how else None}
-                rows, ys = self_preference_pairs(policy, tok, judge, st["pool"], k, seed=1000 * s + it, **kw)
-                cfg = TrainConfig(steps=steps_per_iter, lr=lr, seed=100 * s + it, desc=f"{name} s{s} round {it}")
-                policy, _, hist = run_arm(policy, tok, rows, dpo_loss, cfg, batch_size=batch_size, beta=beta)
+            label = self_preference_label(tok, judge, how.get("hard", False), world.score if "oracle" in how else None)
+
+            def evaluate(it, policy, rows, hist, name=name, s=s, st=st):  # after each round, on π_{it+1}
                 ev = oracle_eval(world.score, policy, tok, world.eval_prompts, sft_ref, st["ref_samples"], seed=s)
                 judged = np.array([r["judged"] for r in rows])  # P[chosen, rejected] as judged (oracle arm: 1)
                 if it == 1 and name == "OSP (soft)":  # the units of gates J2 and P1
                     paired = {r["prompt"] for r in rows}
                     first_round[s] = {"dist": np.abs(judged - 0.5), "paired": [float(q in paired) for q in st["pool"]]}
-                log.append({
-                    "arm": name, "seed": s, "round": it, "pairs": len(rows), "mean_strength": float(judged.mean()),
+                units[(name, s)] = ev["per_prompt"]  # the last round's are kept
+                return {
+                    "arm": name, "seed": s, "mean_strength": float(judged.mean()),
                     "strength_dist": float(np.abs(judged - 0.5).mean()),
                     "label_acc": win_rate([world.score(r["prompt"], r["chosen"]) for r in rows],
                                           [world.score(r["prompt"], r["rejected"]) for r in rows]),
                     "score": ev["score"], "score_sem": ev["score_sem"], "win_rate": ev["win_rate"], "kl": ev["kl"], "length": ev["length"],
                     "judge_acc": judge_accuracy(policy, tok, judge, st["labelled"]),
-                })  # fmt: skip
-            units[(name, s)] = ev["per_prompt"]
+                }  # fmt: skip
+
+            _, arm_log = online_rounds(
+                base, tok, st["pool"], label, dpo_loss,
+                lambda t, name=name, s=s: TrainConfig(steps=steps_per_iter, lr=lr, seed=100 * s + t, desc=f"{name} s{s} round {t}"),
+                rounds=iterations, k=k, batch_size=batch_size, sample_seed=lambda t, s=s: 1000 * s + t,
+                reference="previous", on_round=evaluate, beta=beta,
+            )  # fmt: skip
+            log += arm_log
     log = pd.DataFrame(log)
     cols = ["pairs", "mean_strength", "strength_dist", "label_acc", "score", "win_rate", "kl", "length", "judge_acc"]
     display(log[log["round"] > 0].groupby(["arm", "round"], sort=False)[cols].mean().round(3))

@@ -156,6 +156,26 @@ def judge_accuracy(model, tokenizer, judge, rows: Sequence[dict]) -> float:
     return float(np.mean(agreement(judge_strengths(model, tokenizer, judge, rows))))
 
 
+def self_preference_label(tokenizer, judge, hard: bool = False, oracle=None):
+    """The labelling step of online self-preferring rounds, as ``label(model, prompts, samples, t) -> rows`` for
+    :func:`prefkit.online.online_rounds`: each prompt's samples are judged by ``model`` itself (:func:`self_judge`),
+    ranked and paired (:func:`ranked_pairs`); soft strengths, or 1 with ``hard``.
+
+    With ``oracle(prompt, response) -> score`` the ranking and the labels come from the oracle instead (hard labels):
+    the upper bound of online DPO with true labels."""
+
+    def label(model, prompts: Sequence[str], samples: Sequence[Sequence[str]], t: int = 0) -> list[dict]:
+        if oracle is not None:
+            mats = [oracle_strengths([oracle(p, y) for y in group]) for p, group in zip(prompts, samples)]
+        else:
+            mats = self_judge(model, tokenizer, judge, prompts, samples)
+        return [
+            r for p, g, m in zip(prompts, samples, mats) for r in ranked_pairs(p, g, m, hard=hard or oracle is not None)
+        ]
+
+    return label
+
+
 def self_preference_pairs(
     model,
     tokenizer,
@@ -167,19 +187,10 @@ def self_preference_pairs(
     oracle=None,
     **sample_kw,
 ) -> tuple[list[dict], list[list[str]]]:
-    """One round of online self-preferring data: ``k`` samples per prompt from ``model``, judged by ``model`` itself
-    (:func:`self_judge`), ranked and paired (:func:`ranked_pairs`); soft strengths, or 1 with ``hard``.
-
-    With ``oracle(prompt, response) -> score`` the ranking and the labels come from the oracle instead (hard labels):
-    the upper bound of online DPO with true labels. Returns the pairwise rows and the samples.
-    """
+    """One round of online self-preferring data: ``k`` samples per prompt from ``model``, labelled by
+    :func:`self_preference_label` (the model's own judgements, or the ``oracle``'s). Returns the pairwise rows and
+    the samples."""
     from .generate import sample
 
     ys = sample(model, tokenizer, prompts, n=k, seed=seed, **sample_kw)
-    if oracle is not None:
-        mats = [oracle_strengths([oracle(p, y) for y in group]) for p, group in zip(prompts, ys)]
-        hard = True
-    else:
-        mats = self_judge(model, tokenizer, judge, prompts, ys)
-    rows = [r for p, group, m in zip(prompts, ys, mats) for r in ranked_pairs(p, group, m, hard=hard)]
-    return rows, ys
+    return self_preference_label(tokenizer, judge, hard, oracle)(model, prompts, ys), ys

@@ -186,3 +186,50 @@ def test_a_position_biased_judge_is_at_chance_after_averaging_both_orders(tok):
     assert judge_accuracy(biased, tok, judge, rows) == 0.5  # ties count half
     with pytest.raises(ValueError, match="no labelled pairs"):
         judge_strengths(biased, tok, judge, [])
+
+
+@pytest.mark.parametrize("arm", [{}, {"hard": True}, {"oracle": True}])
+def test_osp_rounds_on_the_online_loop_equal_the_hand_written_rounds(tok, model, arm):
+    """07_osp's rounds as `online_rounds` + `self_preference_label` train exactly the weights of its former loop
+    (`self_preference_pairs`, then `run_arm` from the round's policy), in every arm."""
+    from prefkit.losses import dpo_loss
+    from prefkit.online import online_rounds
+    from prefkit.selfjudge import self_preference_label, self_preference_pairs
+    from prefkit.toy import run_arm
+    from prefkit.train import TrainConfig
+
+    world = StringWorld(n_train=8, n_eval=4)
+    judge = Judge("{prompt} {a} | {b} =", ("a", "b"))
+    oracle = world.score if arm.get("oracle") else None
+    prompts, rounds = world.train_prompts[:6], 2
+    config = lambda t: TrainConfig(steps=2, lr=1e-3, seed=100 + t, progress=False)  # noqa: E731
+    policy = model
+    for t in range(1, rounds + 1):
+        rows, _ = self_preference_pairs(policy, tok, judge, prompts, 3, seed=1000 + t, hard=arm.get("hard", False),
+                                        oracle=oracle)  # fmt: skip
+        policy, _, _ = run_arm(policy, tok, rows, dpo_loss, config(t), batch_size=4, beta=0.1)
+    label = self_preference_label(tok, judge, arm.get("hard", False), oracle)
+    looped, log = online_rounds(model, tok, prompts, label, dpo_loss, config, rounds, k=3, batch_size=4,
+                                sample_seed=lambda t: 1000 + t, beta=0.1)  # fmt: skip
+    assert [r["round"] for r in log] == [1, 2] and all(r["pairs"] > 0 for r in log)
+    for (name, a), b in zip(policy.named_parameters(), looped.parameters()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(next(model.parameters()), next(looped.parameters()))  # the rounds did train
+
+
+def test_self_preference_label_soft_hard_and_oracle_strengths(tok, model):
+    """Soft rows train on the judged strength, hard rows on 1; oracle rows put the better-scored response first."""
+    from prefkit.selfjudge import self_preference_label
+
+    world = StringWorld(n_train=8, n_eval=4)
+    judge = Judge("{prompt} {a} | {b} =", ("a", "b"))
+    prompts = world.train_prompts[:4]
+    samples = [[world.gold(p), world.gold(p).split(" |")[0], world.gold(p)[:3]] for p in prompts]
+    soft = self_preference_label(tok, judge)(model, prompts, samples, 1)
+    hard = self_preference_label(tok, judge, hard=True)(model, prompts, samples, 1)
+    assert soft and [(r["chosen"], r["rejected"]) for r in soft] == [(r["chosen"], r["rejected"]) for r in hard]
+    assert all(r["strength"] == r["judged"] != 1.0 for r in soft)
+    assert all(r["strength"] == 1.0 and r["judged"] != 1.0 for r in hard)
+    oracle = self_preference_label(tok, judge, oracle=world.score)(model, prompts, samples, 1)
+    assert oracle and all(r["strength"] == 1.0 for r in oracle)
+    assert all(world.score(r["prompt"], r["chosen"]) > world.score(r["prompt"], r["rejected"]) for r in oracle)
