@@ -151,9 +151,7 @@ def dpo_objective(
     if not (np.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be finite and >= 0, got {ridge}")
     h = beta * (np.asarray(logp, dtype=float) - np.asarray(logp_ref, dtype=float))  # (X, K)
-    d = h[:, :, None] - h[:, None, :]  # (X, K, K) h_a - h_b
-    hc = h - h.mean(axis=1, keepdims=True)
-    return -(wins * log_expit(d)).sum(axis=(1, 2)) + 0.5 * ridge * (hc**2).sum(axis=1)  # Eq. 3.5
+    return _objective_h(h, wins, ridge)  # Eq. 3.5
 
 
 def dpo_optimum(
@@ -202,7 +200,8 @@ def dpo_optimum(
 
 
 def _objective_h(h: np.ndarray, wins: np.ndarray, ridge: float) -> np.ndarray:
-    d = h[:, :, None] - h[:, None, :]
+    """Eq. 3.5 in the implicit reward h (X, K): Σ_ab w_ab (-log σ(h_a - h_b)) + (ridge/2)·‖h - mean(h)‖², (X,)."""
+    d = h[:, :, None] - h[:, None, :]  # (X, K, K) h_a - h_b
     hc = h - h.mean(axis=1, keepdims=True)
     return -(wins * log_expit(d)).sum(axis=(1, 2)) + 0.5 * ridge * (hc**2).sum(axis=1)
 

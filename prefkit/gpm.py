@@ -62,11 +62,9 @@ def fit_preference_embeddings(
 
 
 def preference_matrix(embeddings: np.ndarray, tau: float = 1.0) -> np.ndarray:
-    """P (n, n) with P[i, j] = σ(s(v_i ≻ v_j) / τ): P[i, i] = 1/2 and P + Pᵀ = 1 by construction."""
-    v = torch.as_tensor(np.asarray(embeddings, dtype=float))
-    n = len(v)
-    a, b = v.repeat_interleave(n, 0), v.repeat(n, 1)  # all ordered pairs (i, j), i-major
-    return torch.sigmoid(gpm_score(a, b) / tau).view(n, n).numpy()
+    """P (n, n) with P[i, j] = σ(s(v_i ≻ v_j) / τ) = σ(S[i, j] / τ) (:func:`score_matrix`): P[i, i] = 1/2 and
+    P + Pᵀ = 1 by construction."""
+    return torch.sigmoid(torch.as_tensor(score_matrix(embeddings)) / tau).numpy()
 
 
 @torch.no_grad()
