@@ -27,6 +27,10 @@ only for the next extrapolation. Only with ``reference="previous"``.
 ``prompts`` is one list for every round or a function ``prompts(t)`` giving round t its own prompts (DNO draws a
 fresh split of prompts each iteration).
 
+With ``k = 0`` nothing is sampled: ``label`` gets no samples and returns the round's rows from data it holds. That
+makes the loop a staged offline curriculum (Curry-DPO: stage t trains on its own fixed pairs, with the previous
+stage's model as reference under ``"previous"``, or the first model throughout under ``"initial"``).
+
 The reference's log-probs are computed once per round from frozen copies, so a round trains with no reference
 forward. Rounds whose reference is not their starting policy skip the trainer's step-0 check (it would rightly fail).
 """
@@ -75,6 +79,8 @@ def online_rounds(
     list, or ``prompts(t)`` for round t's own. ``momentum`` = α extrapolates the weights after each round (APO
     Eq. 3.7, module docstring); with it, ``policy_{t+1}`` is the extrapolated model.
     """
+    if k < 0:
+        raise ValueError(f"k must be >= 0 samples per prompt (0: offline stages), got {k}")
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     if alpha and reference != "extrapolated":
@@ -91,7 +97,7 @@ def online_rounds(
         round_prompts = list(prompts(t) if callable(prompts) else prompts)
         if not round_prompts:
             raise ValueError(f"round {t}: no prompts")
-        ys = sample(current, tokenizer, round_prompts, n=k, seed=sample_seed(t), **(sample_kw or {}))
+        ys = sample(current, tokenizer, round_prompts, n=k, seed=sample_seed(t), **(sample_kw or {})) if k else []
         rows = label(current, round_prompts, ys, t)
         if not rows:
             raise ValueError(f"round {t}: label returned no pairs from {len(round_prompts)} prompts x {k} samples")

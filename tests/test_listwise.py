@@ -116,6 +116,30 @@ def test_pro_closed_form_at_k2():
     assert pro_loss(pol, lengths, scores, sft_weight=0.05)[0].item() == pytest.approx(want, rel=1e-12)
 
 
+def test_pro_k3_by_hand_positive_takes_the_largest_gap():
+    pol = torch.tensor([[-2.0, -6.0, -3.0]], dtype=torch.float64)
+    lengths = torch.tensor([[1.0, 2.0, 1.0]], dtype=torch.float64)
+    scores = torch.tensor([[0.9, 0.6, 0.1]], dtype=torch.float64)  # the order is 0, 1, 2
+    r = [-2.0, -3.0, -3.0]
+    # k = 0 beats 1 (gap .3) and 2 (gap .8): its own temperature is the largest gap, .8
+    l0 = -(0.8 * r[0] - math.log(math.exp(0.8 * r[0]) + math.exp(0.3 * r[1]) + math.exp(0.8 * r[2])))
+    l1 = -(0.5 * r[1] - math.log(math.exp(0.5 * r[1]) + math.exp(0.5 * r[2])))  # k = 1 beats 2 (gap .5)
+    want = l0 + l1 + 0.1 * 2.0  # + sft_weight x per-token NLL of the best response
+    assert pro_loss(pol, lengths, scores, sft_weight=0.1)[0].item() == pytest.approx(want, rel=1e-12)
+
+
+def test_pro_without_dynamic_temperature_is_plackett_luce_on_length_normalised_logps():
+    x = _lists(B=4, K=5, seed=7, ties=False)  # (with ties PL shares a risk set, PRO leaves ties out)
+    got = pro_loss(x["policy_logps"], x["lengths"], x["scores"], sft_weight=0.0, dynamic_temperature=False)[0]
+    r = x["policy_logps"] / x["lengths"]
+    want = plackett_luce_loss(r, torch.zeros_like(r), x["scores"], beta=1.0)[0]
+    torch.testing.assert_close(got, want)
+    # and the gaps matter when they are on: doubling every score gap changes the dynamic-temperature loss
+    a = pro_loss(x["policy_logps"], x["lengths"], x["scores"], sft_weight=0.0)[0]
+    b = pro_loss(x["policy_logps"], x["lengths"], 2 * x["scores"], sft_weight=0.0)[0]
+    assert not torch.allclose(a, b)
+
+
 # ---- invariances, ties, gradients -----------------------------------------------------------------------------------
 
 
