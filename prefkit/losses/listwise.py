@@ -164,7 +164,6 @@ def pro_loss(
     lengths: Tensor,  # (B, K) response token counts
     scores: Tensor,  # (B, K) reward-model scores r_φ, higher is better
     sft_weight: float = 0.05,
-    dynamic_temperature: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Preference Ranking Optimization (Song et al. 2023, arXiv:2306.17492), Eq. 7 with the dynamic temperature.
 
@@ -173,14 +172,10 @@ def pro_loss(
     L_k = -log [exp(r_k / T_k^k) / (exp(r_k / T_k^k) + Σ_i exp(r_i / T_k^i))], with 1/T_k^i = ψ_k - ψ_i and
     1/T_k^k = max_i (ψ_k - ψ_i), so a response that is far worse is pushed down harder. L = Σ_k L_k +
     sft_weight * NLL(best response) (per token). Tied responses are left out of each other's denominators.
-    ``dynamic_temperature=False`` sets every T = 1 (the ablation without the score gaps): only the order of the
-    scores matters then, as in the Plackett-Luce likelihood.
     """
     r = policy_logps / lengths.clamp(min=1)  # (B, K)
     gap = scores[:, :, None] - scores[:, None, :]  # [b, k, i] = ψ_k - ψ_i
     lower = gap > 0
-    if not dynamic_temperature:
-        gap = lower.to(r.dtype)  # 1/T = 1 for every pair that forms
     inv_t_self = (gap * lower).amax(-1)  # (B, K): 1/T_k^k
     others = (r[:, None, :] * gap).masked_fill(~lower, float("-inf"))  # (B, K, K)
     own = r * inv_t_self  # (B, K)
