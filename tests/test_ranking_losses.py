@@ -1,4 +1,4 @@
-"""Scorer-side ranking losses (RankNet, ListNet, ListMLE): the Bradley-Terry form at K = 2, brute-force references,
+"""Scorer-side ranking losses (RankNet, ListNet, ListMLE, our reading of RankList): the Bradley-Terry form at K = 2, brute-force references,
 invariances, padding, gradcheck in float64 and error messages."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prefkit.losses.ranking import listmle_loss, listnet_loss, ranknet_loss
+from prefkit.losses.ranking import listmle_loss, listnet_loss, ranklist_loss, ranknet_loss
+from prefkit.ranking import skip_curriculum
 
-LOSSES = {"ranknet": ranknet_loss, "listnet": listnet_loss, "listmle": listmle_loss}
+LOSSES = {"ranknet": ranknet_loss, "listnet": listnet_loss, "listmle": listmle_loss, "ranklist": ranklist_loss}
 
 
 def _lists(B=4, K=5, seed=0, ties=True, dtype=torch.float64):
@@ -28,7 +29,7 @@ def _lists(B=4, K=5, seed=0, ties=True, dtype=torch.float64):
 # Closed forms at K = 2
 
 
-@pytest.mark.parametrize("name", ["ranknet", "listmle"])
+@pytest.mark.parametrize("name", ["ranknet", "listmle", "ranklist"])
 def test_k2_is_bradley_terry(name):
     s = torch.tensor([[0.3, -1.2], [2.0, 0.5], [-0.4, 0.9]], dtype=torch.float64)
     y = torch.tensor([[1.0, 0.0], [0.2, 3.0], [5.0, -1.0]], dtype=torch.float64)
@@ -205,3 +206,75 @@ def test_listnet_temperature_must_be_positive():
     s, y = _lists(B=2, K=3)
     with pytest.raises(ValueError, match="temperature"):
         listnet_loss(s, y, temperature=0.0)
+
+
+# RankList (our reading of the abstract): against a loop over levels
+
+
+def _ranklist_loop(s, y, max_skip=None, exact=False):
+    """Per list: local softplus over adjacent label levels + per-item LSE (or softplus sum) over levels 2..k below."""
+    levels = sorted(set(y), reverse=True)
+    lev = [levels.index(v) for v in y]
+    k = len(s) if max_skip is None else max_skip
+    total, terms = 0.0, 0
+    for i in range(len(s)):
+        far = []
+        for j in range(len(s)):
+            g = lev[j] - lev[i]
+            if g == 1:
+                total, terms = total + math.log1p(math.exp(s[j] - s[i])), terms + 1
+            elif 2 <= g <= k:
+                far.append(s[j] - s[i])
+        if far and exact:
+            total, terms = total + sum(math.log1p(math.exp(d)) for d in far), terms + len(far)
+        elif far:
+            total, terms = total + math.log(1 + sum(math.exp(d) for d in far)), terms + 1
+    return total / max(terms, 1)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("max_skip", [None, 1, 2, 3])
+def test_ranklist_matches_level_loop(exact, max_skip):
+    s, y = _lists(B=6, K=6, seed=11)  # ties: labels in {0, 1, 2}
+    s2, y2 = _lists(B=6, K=6, seed=12, ties=False)
+    for ss, yy in ((s, y), (s2, y2)):
+        got = ranklist_loss(ss, yy, max_skip=max_skip, exact=exact)
+        want = [_ranklist_loop(a.tolist(), b.tolist(), max_skip, exact) for a, b in zip(ss, yy)]
+        torch.testing.assert_close(got, torch.tensor(want, dtype=ss.dtype))
+
+
+def test_ranklist_skip_one_is_ranknet_on_adjacent_levels():
+    s = torch.tensor([[0.4, -0.3, 1.1, 0.2]], dtype=torch.float64)
+    y = torch.tensor([[3.0, 1.0, 0.0, 2.0]], dtype=torch.float64)  # order 0, 3, 1, 2
+    adjacent = -(F.logsigmoid(s[0, 0] - s[0, 3]) + F.logsigmoid(s[0, 3] - s[0, 1]) + F.logsigmoid(s[0, 1] - s[0, 2]))
+    torch.testing.assert_close(ranklist_loss(s, y, max_skip=1), adjacent[None] / 3)
+
+
+def test_ranklist_exact_whole_list_is_ranknet_over_all_pairs():
+    s, y = _lists(B=4, K=5, seed=13, ties=False)
+    torch.testing.assert_close(ranklist_loss(s, y, exact=True), ranknet_loss(s, y))  # both: mean over the 10 pairs
+
+
+def test_ranklist_lse_is_below_the_exact_non_local_term():
+    s, y = _lists(B=8, K=6, seed=14, ties=False)
+    # one non-local set per item: LSE term <= sum of softplus terms (log(1 + Σ e) <= Σ log(1 + e))
+    d = s[:, None, :] - s[:, :, None]
+    below = (y[:, None, :] < y[:, :, None]).to(s.dtype)
+    lse = torch.log1p((below * d.exp()).sum(-1))
+    exact = (below * F.softplus(d)).sum(-1)
+    assert (lse <= exact + 1e-12).all()
+
+
+def test_ranklist_all_tied_is_zero_and_skip_is_checked():
+    s = torch.randn(2, 4, dtype=torch.float64)
+    torch.testing.assert_close(ranklist_loss(s, torch.ones(2, 4, dtype=torch.float64)), torch.zeros(2, dtype=s.dtype))
+    with pytest.raises(ValueError, match="max_skip must be >= 1"):
+        ranklist_loss(s, s, max_skip=0)
+
+
+def test_skip_curriculum_rises_from_adjacent_to_the_whole_list():
+    sched = skip_curriculum(epochs=10, list_size=5, ramp=0.5)
+    ks = [sched(e)["max_skip"] for e in range(10)]
+    assert ks[0] == 1 and ks[-1] == 4 and ks == sorted(ks) and ks[5:] == [4] * 5
+    with pytest.raises(ValueError, match="ramp"):
+        skip_curriculum(10, 5, ramp=0.0)

@@ -9,10 +9,12 @@ has the loss of the list without its padding. Every list needs at least two real
 - :func:`ranknet_loss`: pairwise logistic loss, averaged over the list's ordered pairs with y_i > y_j.
 - :func:`listnet_loss`: cross-entropy between the top-one distributions softmax(y / T) and softmax(s).
 - :func:`listmle_loss`: the negative Plackett-Luce log-likelihood of the order of the list by y.
+- :func:`ranklist_loss`: OUR READING of the abstract of RankList (Naini, Diaz, Busso 2025, arXiv:2508.09826): RankNet
+  on adjacent pairs (local) plus one log-sum-exp term per item over the items further below it (non-local), with an
+  optional skip limit for a curriculum. The paper's Sec. 3 equations could not be read; see the function's docstring.
 
-At K = 2 with y_1 > y_2 all three equal -log σ(s_1 - s_2) (ListNet in the limit T -> 0), the Bradley-Terry loss.
-RankList (Naini, Diaz, Busso 2025, arXiv:2508.09826) is not here: only its abstract could be read, and its loss is not
-written down from an abstract. Only torch is imported, so any one function can be copied as it stands.
+At K = 2 with y_1 > y_2 all four equal -log σ(s_1 - s_2) (ListNet in the limit T -> 0), the Bradley-Terry loss.
+Only torch is imported, so any one function can be copied as it stands.
 """
 
 from __future__ import annotations
@@ -113,3 +115,61 @@ def listmle_loss(
     logits = s[:, None, :].expand(B, K, K).masked_fill(~risk, float("-inf"))  # (B, K, K)
     stage = torch.logsumexp(logits, -1) - s  # (B, K): log Σ_{j≥k} exp(s_{π(j)}) - s_{π(k)}
     return torch.where(real, stage, torch.zeros_like(stage)).sum(-1)  # (B,), -log P(π | s)
+
+
+def ranklist_loss(
+    scores: Tensor,  # (B, K) model scores s
+    labels: Tensor,  # (B, K) graded labels y, higher is better
+    mask: Tensor | None = None,  # (B, K) bool, True for real items
+    max_skip: int | None = None,
+    exact: bool = False,
+) -> Tensor:
+    """RankList as WE READ ITS ABSTRACT (Naini, Diaz, Busso 2025, "RankList: A Listwise Preference Learning Framework
+    for Predicting Subjective Preferences", arXiv:2508.09826). Only the abstract could be read, not Sec. 3, so no
+    equation number is cited and this is our construction, not the paper's loss. The abstract says: RankNet
+    generalised to list supervision, "local and non-local ranking constraints within a probabilistic framework", a
+    "log-sum-exp approximation to improve training efficiency", and "skip-wise comparisons, enabling progressive
+    exposure to complex list structures". Our reading:
+
+    level ℓ_i = the dense rank of y_i among the list's real items (0 for the best label), gap g_ij = ℓ_j - ℓ_i;
+    local pairs g_ij = 1 (adjacent levels), non-local pairs 2 <= g_ij <= k (k = ``max_skip``, all by default);
+    P(list) = Π_local σ(s_i - s_j) · Π_non-local σ(s_i - s_j), a product of RankNet pair probabilities, so
+
+    exact:   L = Σ_{g_ij = 1} -log σ(s_i - s_j) + Σ_i Σ_{j: 2 <= g_ij <= k} log(1 + exp(s_j - s_i))
+    LSE:     L = Σ_{g_ij = 1} -log σ(s_i - s_j) + Σ_i log(1 + Σ_{j: 2 <= g_ij <= k} exp(s_j - s_i))
+
+    (the default, ``exact=False``, replaces each item's sum of non-local softplus terms by one log-sum-exp: one
+    normaliser per item instead of one per pair, a lower bound on the exact term that is tight when one pair
+    dominates). Skip-wise: ``max_skip = 1`` keeps only the adjacent pairs; a curriculum raises it towards K - 1 as
+    training goes on. The loss is divided by the number of terms (local pairs plus items with a non-empty non-local
+    set), 0 for a list whose labels are all tied. At K = 2 it is -log σ(s_1 - s_2); with ``exact=True`` and no skip
+    limit it is the sum of RankNet's pair costs over all ordered pairs. Losses (B,).
+    """
+    valid = _valid_mask(scores, labels, mask)
+    if max_skip is not None and max_skip < 1:
+        raise ValueError(f"max_skip must be >= 1 (1: adjacent levels only), got {max_skip}")
+    K = scores.shape[1]
+    s = torch.where(valid, scores, torch.zeros_like(scores))  # (B, K), padding never reaches a log or exp
+    y = torch.where(valid, labels, torch.full_like(labels, float("-inf")))  # (B, K)
+    both = valid[:, :, None] & valid[:, None, :]  # (B, K, K)
+    above = (y[:, None, :] > y[:, :, None]) & both  # (B, K, K): [i, m] = y_m > y_i, m on a higher level than i
+    # dense rank: ℓ_i = the number of distinct labels above y_i, each value counted at its first occurrence
+    first = ~((y[:, :, None] == y[:, None, :]) & torch.ones(K, K, dtype=torch.bool, device=s.device).tril(-1))
+    first = first.all(-1) & valid  # (B, K): item m is the first (lowest index) of its label value
+    level = (above & first[:, None, :]).sum(-1)  # (B, K), dense ℓ_i
+    gap = level[:, None, :] - level[:, :, None]  # (B, K, K): g_ij = ℓ_j - ℓ_i
+    k = K if max_skip is None else max_skip
+    local = (gap == 1) & both  # (B, K, K): adjacent levels, i above j
+    far = (gap >= 2) & (gap <= k) & both  # (B, K, K): the non-local set of i, within the skip limit
+    diff = s[:, None, :] - s[:, :, None]  # (B, K, K): [i, j] = s_j - s_i
+    local_cost = (local * F.softplus(diff)).sum((1, 2))  # (B,): Σ -log σ(s_i - s_j) over adjacent pairs
+    if exact:
+        far_cost = (far * F.softplus(diff)).sum((1, 2))  # (B,): Σ_i Σ_j log(1 + exp(s_j - s_i))
+        n_terms = local.sum((1, 2)) + far.sum((1, 2))
+    else:
+        zero = torch.zeros_like(diff[:, :, :1])  # (B, K, 1): the "1 +" inside the log, exp(0)
+        logits = torch.cat([zero, diff.masked_fill(~far, float("-inf"))], -1)  # (B, K, K + 1)
+        has_far = far.any(-1)  # (B, K): items with a non-empty non-local set
+        far_cost = torch.where(has_far, torch.logsumexp(logits, -1), torch.zeros_like(s)).sum(-1)  # (B,) LSE term
+        n_terms = local.sum((1, 2)) + has_far.sum(-1)
+    return (local_cost + far_cost) / n_terms.clamp(min=1).to(s.dtype)  # (B,)
