@@ -252,3 +252,22 @@ def test_general_preferences_hf_profile_fits_heads_and_runs_dno_rounds_on_a_loca
     assert set(result["hf_heads"]) == {"BT head", "GPM head (k = 2)"}
     assert all(0.0 <= a <= 1.0 for a in result["hf_heads"].values())
     assert [r["round"] for r in result["hf_rounds"]] == [1] and result["hf_rounds"][0]["pairs"] > 0
+
+
+@pytest.mark.notebook
+def test_rankings_hf_profile_trains_curry_stages_on_a_local_4bit_model(tmp_path, fresh_cache):
+    """12_rankings' `hf` profile: ranked lists become Curry-DPO stages trained on a local 4-bit model with LoRA."""
+    model_dir, rows = _tiny_hf_model_and_rows(tmp_path)
+    lists = [  # gold, its first step, the first step cut short, a stray letter: 3 stages
+        {"prompt": r["prompt"], "responses": [r["gold"], r["rejected"], r["rejected"][:1], "a"],
+         "scores": [1.0, 0.6, 0.3, 0.0]}
+        for r in rows
+    ]  # fmt: skip
+    data = tmp_path / "lists.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in lists))
+    result = run_notebook(ROOT / "notebooks" / "12_rankings.ipynb", tmp_path / "out", profile="hf",
+                          model_name=str(model_dir), dataset=str(data))  # fmt: skip
+    assert [c["id"] for c in result["claims"]] == ["hf-curry"]
+    assert [c["status"] for c in result["claims"]] == ["not asserted"]
+    assert [s["round"] for s in result["hf_stages"]] == [1, 2, 3]
+    assert result["figures"] == ["hf_training.png"]
