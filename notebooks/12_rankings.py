@@ -1104,6 +1104,48 @@ from IPython.display import Markdown
 from prefkit.repro import what_we_found
 
 why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+    "GA": ("failed", "PRO did learn its training rankings, but only by about the gate's threshold: the share of "
+           "training pairs that r = log π / |y| orders correctly rose by just under the required amount, below it "
+           "on one seed and just above on two, so the interval straddles it. A length-normalised log-prob moves "
+           "slowly under a reference-free loss whose SFT term keeps pulling the best response up, and the arms "
+           "train for few steps. R1-R5 are therefore not judged. For the record only: PRO's score rose with the "
+           "ranking length on every seed (R1, R2), by less than the claims' minimum effect."),
+    "R1": ("not testable", "the gate GA failed (see there); the record shows a small rise from K = 2 to 5 on every "
+           "seed, below delta, so even with the gate passed R1 would not have been reproduced as stated."),
+    **{i: ("not testable", "the gate GA failed (see there); the record is kept for the reader, not judged.")
+       for i in ("R2", "R3", "R4", "R5")},
+    **{i: ("not testable", "the gate GB failed (see there); the record is kept for the reader, not judged.")
+       for i in ("C2", "C3", "C4")},
+    "GB": ("failed", "DPO on the SFT model's own rated samples barely improves it here: its win rate against the SFT "
+           "model is at chance on one seed and a little above on two. The SFT model's samples differ mostly by "
+           "small step errors, and the pairs, all with the best sample as chosen, push the policy away from its "
+           "reference fast (the arms' KL). The Curry-DPO comparisons would compare degrees of change, not of "
+           "improvement, so C1-C4 are not judged. For the record: Curry-DPO ended below single-pair and all-pairs "
+           "DPO, with a larger KL than all-pairs DPO (each stage's reference is the last stage's model, so the "
+           "stages add up), the opposite of the paper's direction."),
+    "C1": ("not testable", "the gate GB failed (see there); the record points the other way from the paper: "
+           "Curry-DPO below DPO on one pair per prompt on every seed."),
+    "K1": ("not reproduced", "the loss we wrote from RankList's abstract is close to RankNet on these lists: lists "
+           "of 5 sentences with averaged ratings rarely tie, so RankNet already sees every ordered pair, and our "
+           "non-local log-sum-exp term reweighs them only slightly. Both read the same frozen features with the same "
+           "scorer, and their Kendall τ agree within a few thousandths; ListNet, not a list constraint, is the best "
+           "loss here. The paper's own loss, which we could not read, may differ from our reading."),
+    "K2": ("not reproduced", "the skip-wise curriculum raises τ on every seed, by about half the minimum effect: real, "
+           "small."),
+    "K3": ("not reproduced", "on the unseen subject nouns every loss loses the same amount of τ; the shift (new nouns, "
+           "shared adjectives) affects the features, not the loss, and no loss generalises better than another."),
+    "K4": ("not reproduced", "RankList (our reading) is slightly ahead of ListMLE on every seed, by less than the "
+           "minimum effect."),
+    "T2": ("inconclusive", "on sentiment lists, where the order follows one score per item, TSPRank-hybrid ranks "
+           "somewhat worse than sorting RankNet's scores, and the interval reaches past the non-inferiority margin. "
+           "A bilinear pair scorer must learn 'j right after i' from two items' features, which is harder than "
+           "learning one score, and the path decoder turns any local mistake into a reordering; local-only training "
+           "is far worse (the table). Pair information costs something where it carries nothing."),
+    "I4": ("reversed", "IRPO improves the top of the ranking (NDCG@3, I1) but puts fewer relevant items in the top 3 "
+           "than DPO does. IRPO pulls up only the two marked items, each against every other item; the third "
+           "relevant item is never marked and gets no weight. DPO's chosen ranking puts the marked items first and "
+           "keeps the rest of a sampled order, whose next items are often relevant ones, so it also lifts items "
+           "the feedback never named. Our reading, not a tested mechanism."),
 }  # fmt: skip
 display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
 
@@ -1114,6 +1156,8 @@ display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else 
 # it beat the simpler use of the same data (the claim's status and estimate, read from `result.json`).
 
 # %% tags=["findings"]
+import pandas as pd
+
 from prefkit.repro import load_result
 
 QUESTIONS = {  # claim id -> the question it answers
@@ -1141,3 +1185,15 @@ answers = [
     for i, q in QUESTIONS.items() if i in record
 ]  # fmt: skip
 display(pd.DataFrame(answers))
+
+# %% [markdown] tags=["findings"]
+# **Our reading.** In these worlds, ranking information helped where a list carries something that neither one score
+# per response nor one pair can: TSPRank's pair scores where the order is written into which item follows which (a
+# world built that way, so the size of the effect says more about the world than the method), and IRPO, where the
+# feedback marks items *inside* one ranked response and IRPO credits each item where it sits while DPO can only
+# prefer a whole ranking. It did not help where the list is a set of samples ranked by one good scalar score: a
+# longer PRO ranking raised the score only slightly (and PRO's own gate failed), a curriculum over the pairs of four
+# rated samples did no better than a single pair (with DPO itself at chance, so not judged), and a list-constrained
+# RankNet did no better than plain RankNet. Where the items' order is fully explained by their own scores, pairwise
+# structure cost accuracy (TSPRank on sentiment lists). The deciding question is not "list or pair" but whether the
+# list holds information that a per-item score would throw away.
