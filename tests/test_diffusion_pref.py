@@ -1,0 +1,83 @@
+"""The 2-D diffusion toy's base cache and pair-training loop: the cache round-trips, Diffusion-DPO starts at ln 2, and
+training on styled-over-plain pairs moves samples to the styled mode (with and without a reference)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from prefkit.diffusion import ddpm_sample
+from prefkit.diffusion_pref import DiffusionBaseConfig, points_base, train_pairs
+from prefkit.losses.diffusion import diffusion_dpo_loss, mapo_loss
+from prefkit.worlds.points import PointsWorld
+
+TINY = DiffusionBaseConfig(T=20, hidden=64, n_layers=2, n_per_class=300, steps=400, batch_size=128, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    world = PointsWorld(n_classes=2)
+    model, schedule = points_base(world, TINY)
+    yield world, model, schedule
+    mp.undo()
+
+
+def _styled_pairs(world, n=256):
+    m = world.modes()  # (K, 2, 2): plain, styled
+    g = torch.Generator().manual_seed(2)
+    c = torch.arange(world.n_classes).repeat_interleave(n)
+    x_w = m[c, 1].float() + world.mode_std * torch.randn(len(c), 2, generator=g)
+    x_l = m[c, 0].float() + world.mode_std * torch.randn(len(c), 2, generator=g)
+    return x_w, x_l, c
+
+
+def _styled_share(world, model, schedule):
+    c = torch.arange(world.n_classes).repeat_interleave(300)
+    x = ddpm_sample(model, c, schedule, len(c), torch.Generator().manual_seed(3))
+    return world.mode_shares(x, c)["styled"]
+
+
+def test_the_base_is_cached_and_reloads_the_same_weights(base):
+    world, model, schedule = base
+    again, schedule2 = points_base(world, TINY)
+    assert schedule2.T == schedule.T
+    for (n, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), n
+    c = torch.arange(world.n_classes).repeat_interleave(300)
+    x = ddpm_sample(model, c, schedule, len(c), torch.Generator().manual_seed(3))
+    assert world.mode_shares(x, c)["other"] < 0.1  # the class conditioning works: samples land in their own class
+
+
+def test_diffusion_dpo_starts_at_ln2_and_moves_samples_to_the_preferred_mode(base):
+    world, model, schedule = base
+    x_w, x_l, c = _styled_pairs(world)
+    policy, log = train_pairs(model, x_w, x_l, c, diffusion_dpo_loss, schedule, steps=150, batch_size=128, lr=1e-3,
+                              beta=2000.0)  # fmt: skip
+    assert log[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # policy = reference at step 0
+    assert _styled_share(world, policy, schedule) > _styled_share(world, model, schedule) + 0.2
+    for a, b in zip(model.parameters(), policy.parameters()):  # the base is left alone
+        assert a.data_ptr() != b.data_ptr()
+
+
+def test_mapo_needs_no_reference_and_moves_samples_too(base):
+    world, model, schedule = base
+    x_w, x_l, c = _styled_pairs(world)
+    policy, _ = train_pairs(model, x_w, x_l, c, mapo_loss, schedule, steps=150, batch_size=128, lr=1e-3)
+    assert _styled_share(world, policy, schedule) > _styled_share(world, model, schedule) + 0.2
+
+
+def test_mismatched_pairs_are_refused(base):
+    world, model, schedule = base
+    x_w, x_l, c = _styled_pairs(world)
+    with pytest.raises(ValueError, match="do not match"):
+        train_pairs(model, x_w, x_l[:-1], c, diffusion_dpo_loss, schedule, steps=1)
+
+
+def test_another_world_gets_its_own_base(base):
+    world, model, _ = base
+    other, _ = points_base(PointsWorld(n_classes=2, novel_style=True), TINY)  # same config, other data
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
