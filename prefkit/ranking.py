@@ -247,6 +247,25 @@ def _batches(n: int, size: int, gen: torch.Generator):
     return [perm[i : i + size] for i in range(0, n, size)]
 
 
+def _adam_epochs(
+    model: torch.nn.Module, n: int, epochs: int, lr: float, batch_size: int, seed: int,
+    batch_loss: Callable[[int, torch.Tensor], torch.Tensor],
+) -> list[float]:  # fmt: skip
+    """The loop both fits share: Adam over ``epochs`` passes of shuffled batches of the ``n`` lists, minimising
+    ``batch_loss(epoch, indices)`` (a scalar); returns the mean loss per epoch."""
+    gen, opt, history = torch.Generator().manual_seed(seed), torch.optim.Adam(model.parameters(), lr=lr), []
+    for epoch in range(epochs):
+        total = 0.0
+        for b in _batches(n, batch_size, gen):
+            loss = batch_loss(epoch, b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        history.append(total / n)
+    return history
+
+
 def fit_item_scorer(
     model: torch.nn.Module,
     x: torch.Tensor,  # (L, K, d) item features of L training lists
@@ -262,17 +281,11 @@ def fit_item_scorer(
     the mean loss per epoch. ``loss_kwargs`` gives per-epoch settings (a skip curriculum)."""
     if x.dim() != 3 or y.shape != x.shape[:2]:
         raise ValueError(f"x must be (L, K, d) and y (L, K), got {tuple(x.shape)} and {tuple(y.shape)}")
-    gen, opt, history = torch.Generator().manual_seed(seed), torch.optim.Adam(model.parameters(), lr=lr), []
-    for epoch in range(epochs):
-        kw, total = (loss_kwargs(epoch) if loss_kwargs else {}), 0.0
-        for b in _batches(len(x), batch_size, gen):
-            loss = loss_fn(model(x[b]), y[b], **kw).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        history.append(total / len(x))
-    return history
+
+    def batch_loss(epoch: int, b: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model(x[b]), y[b], **(loss_kwargs(epoch) if loss_kwargs else {})).mean()
+
+    return _adam_epochs(model, len(x), epochs, lr, batch_size, seed, batch_loss)
 
 
 def fit_pair_scorer(
@@ -293,18 +306,13 @@ def fit_pair_scorer(
         raise ValueError(f"objective must be one of {sorted(objectives)}, got {objective!r}")
     if x.dim() != 3 or orders.shape != x.shape[:2]:
         raise ValueError(f"x must be (L, n, d) and orders (L, n), got {tuple(x.shape)} and {tuple(orders.shape)}")
-    gen, opt, history = torch.Generator().manual_seed(seed), torch.optim.Adam(model.parameters(), lr=lr), []
-    for epoch in range(epochs):
-        kind, total = objectives[objective][epoch % len(objectives[objective])], 0.0
-        for b in _batches(len(x), batch_size, gen):
-            S = model(x[b])
-            loss = (successor_ce_loss(S, orders[b]) if kind == "local" else tsp_margin_loss(S, orders[b])[0]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        history.append(total / len(x))
-    return history
+
+    def batch_loss(epoch: int, b: torch.Tensor) -> torch.Tensor:
+        S = model(x[b])  # (B, n, n)
+        local = objectives[objective][epoch % len(objectives[objective])] == "local"
+        return (successor_ce_loss(S, orders[b]) if local else tsp_margin_loss(S, orders[b])[0]).mean()
+
+    return _adam_epochs(model, len(x), epochs, lr, batch_size, seed, batch_loss)
 
 
 def list_metrics(orders: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
