@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .diffusion import EpsMLP, NoiseSchedule, pair_mse, train_denoiser
+from .diffusion import EpsMLP, NoiseSchedule, ddpm_sample, pair_mse, step_logprob, train_denoiser
+from .losses.diffusion import grpo_advantages, grpo_step_loss
 from .models import cache_dir, fingerprint
 
 Tensor = torch.Tensor
@@ -43,14 +44,14 @@ def points_base(world, config: DiffusionBaseConfig, cache: bool = True, progress
     from safetensors.torch import load_file, save_file
 
     schedule = NoiseSchedule(config.T, config.schedule)
-    model = EpsMLP(world.n_classes, d=2, hidden=config.hidden, n_layers=config.n_layers)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, without touching the caller's generator
+        torch.manual_seed(config.seed)
+        model = EpsMLP(world.n_classes, d=2, hidden=config.hidden, n_layers=config.n_layers)
     path = cache_dir() / "diffusion-bases" / fingerprint({"world": asdict(world), "config": asdict(config)})
     weights = path / "model.safetensors"
     if cache and weights.is_file():
         model.load_state_dict(load_file(weights))
         return model.eval(), schedule
-    torch.manual_seed(config.seed)
-    model = EpsMLP(world.n_classes, d=2, hidden=config.hidden, n_layers=config.n_layers)
     x, c = world.sample_data(config.n_per_class, rng=config.seed)
     train_denoiser(model, x, c, schedule, config.steps, config.batch_size, config.lr, config.p_uncond, config.seed,
                    progress)  # fmt: skip
@@ -125,9 +126,6 @@ def train_grpo(
     of every stochastic step of those trajectories (:func:`prefkit.losses.diffusion.grpo_step_loss`). Returns (a
     fine-tuned copy of ``model``, one log row per iteration: mean reward before the update, the advantages' mean
     absolute value, and the reward spread within groups)."""
-    from .diffusion import ddpm_sample, step_logprob
-    from .losses.diffusion import grpo_advantages, grpo_step_loss
-
     policy = copy.deepcopy(model).eval()  # eval: no dropout; gradients still flow
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
