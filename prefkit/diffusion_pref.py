@@ -149,3 +149,28 @@ def train_grpo(
         log.append({"reward": float(r.mean()), "abs_advantage": float(adv.abs().mean()),
                     "reward_spread": float(r.std(-1).mean())})  # fmt: skip
     return policy.eval(), log
+
+
+EVAL_SEED_OFFSET = 10_000  # evaluation noise of seed s comes from generator seed 10_000 + s (training never uses it)
+
+
+def eval_samples(
+    model,
+    schedule: NoiseSchedule,
+    n_classes: int,
+    n_per_class: int,
+    seed: int,
+    w: float = 1.0,
+    negative=None,
+    split: str = "test",
+) -> tuple[Tensor, Tensor]:
+    """Evaluation samples of ``model``: ``n_per_class`` ancestral samples of every class (classes in blocks), drawn
+    from noise fixed by ``seed`` and ``split`` alone, so that two models evaluated with the same arguments start from
+    the same initial noise and see the same per-step noise: sample i of one arm and sample i of another form a pair
+    (the unit of a paired comparison). ``split="val"`` gives a second, independent set of noise for choosing a
+    checkpoint or a guidance weight without touching the test units. Returns (x (K·n, d), c (K·n,))."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    c = torch.arange(n_classes).repeat_interleave(n_per_class)
+    gen = torch.Generator().manual_seed(EVAL_SEED_OFFSET + seed + (0 if split == "test" else 500_000))
+    return ddpm_sample(model, c, schedule, len(c), gen, w=w, negative=negative), c

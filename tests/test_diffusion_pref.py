@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prefkit.diffusion import ddpm_sample
-from prefkit.diffusion_pref import DiffusionBaseConfig, points_base, train_grpo, train_pairs
+from prefkit.diffusion_pref import DiffusionBaseConfig, eval_samples, points_base, train_grpo, train_pairs
 from prefkit.losses.diffusion import diffusion_dpo_loss, mapo_loss
 from prefkit.worlds.points import PointsWorld
 
@@ -104,3 +104,17 @@ def test_grpo_first_step_is_on_policy(base):
     again = step_logprob(model, traj.xs[k], traj.xs[k + 1], traj.timesteps[k], torch.zeros(8, dtype=torch.long),
                          schedule)  # fmt: skip
     torch.testing.assert_close(again, traj.logps[:, k], rtol=1e-5, atol=1e-4)
+
+
+def test_eval_samples_pair_arms_by_their_noise(base):
+    """Two arms evaluated with the same seed start from the same noise: a model compared with itself gives identical
+    samples, and another seed or the validation split gives other noise."""
+    world, model, schedule = base
+    x, c = eval_samples(model, schedule, world.n_classes, 16, seed=3)
+    again, _ = eval_samples(model, schedule, world.n_classes, 16, seed=3)
+    assert torch.equal(x, again) and torch.equal(c, torch.arange(world.n_classes).repeat_interleave(16))
+    for other in (eval_samples(model, schedule, world.n_classes, 16, seed=4)[0],
+                  eval_samples(model, schedule, world.n_classes, 16, seed=3, split="val")[0]):  # fmt: skip
+        assert not torch.allclose(x, other)
+    with pytest.raises(ValueError, match="split"):
+        eval_samples(model, schedule, world.n_classes, 16, seed=3, split="train")
