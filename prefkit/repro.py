@@ -444,7 +444,7 @@ def write_ledger(root: str | os.PathLike = "reproductions") -> Path:
     for title, _what, keep, cols in sections:
         rows = []
         for rj, r in sorted(results, key=lambda x: x[0]):
-            scale = "smoke" if r.get("smoke") else "toy (full)"
+            scale = "smoke" if r.get("smoke") else r.get("scale", "toy (full)")  # a notebook may name its own scale
             tree = _tree(r)
             if tree.startswith("dirty"):
                 scale += f", {tree} tree"

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .keydiff import used_changes
 from .repro import atomic_write_text, load_result, update_readme_table, write_ledger
 from .runkey import (
     FINDINGS,
@@ -132,8 +133,13 @@ def find_notebooks(notebooks_dir: Path, reproductions_dir: Path, names: Sequence
     return [Notebook(found[n], Path(reproductions_dir) / n.split("_", 1)[1]) for n in dict.fromkeys(wanted)]
 
 
-def why_run(nb: Notebook, key: dict[str, str]) -> str | None:
-    """Why ``nb`` must run, or None when its result is up to date (same run key, every figure it lists exists)."""
+def why_run(nb: Notebook, key: dict[str, str], package: Path | None = None) -> str | None:
+    """Why ``nb`` must run, or None when its result is up to date (same run key, every figure it lists exists).
+
+    With ``package``, a result whose key differs only in prefkit is looked at more closely
+    (:func:`prefkit.keydiff.used_changes`): if no definition the notebook's code can reach changed since the commit
+    the result records (only docstrings, comments, or functions it never uses, such as the ledger writer beside
+    ``write_result``), the result is up to date."""
     if not nb.result.exists():
         return f"no {nb.result} yet"
     try:
@@ -144,6 +150,15 @@ def why_run(nb: Notebook, key: dict[str, str]) -> str | None:
     if not run:
         return f"{nb.result} has no run key (not written by `make reproduce`)"
     changed = [part for part in KEY_PARTS if run.get(f"{part}_sha256") != key[f"{part}_sha256"]]
+    if changed == ["prefkit"] and package is not None and run.get("prefkit_modules"):
+        commit = (result.get("environment") or {}).get("commit") or ""
+        code = [
+            p["source"] for p in executed_parts(json.loads(nb.path.read_text())["cells"]) if p["cell_type"] == "code"
+        ]
+        used, _ = used_changes(package, run["prefkit_modules"], commit, code) if commit else (["no commit"], [])
+        if used:
+            return f"prefkit changed since {run.get('finished', 'its last run')} ({', '.join(used[:4])})"
+        changed = []
     if changed:
         return f"{' and '.join(changed)} changed since {run.get('finished', 'its last run')}"
     if not nb.executed.exists():
@@ -370,7 +385,7 @@ def reproduce(
     todo: list[tuple[Notebook, str]] = []
     for nb in find_notebooks(Path(notebooks_dir), Path(reproductions_dir), names):
         key = nb.run_key(package, nb.previous_run().get("prefkit_modules"))
-        reason = "--force" if force and not findings_only else why_run(nb, key)
+        reason = "--force" if force and not findings_only else why_run(nb, key, package)
         if findings_only:
             if reason is not None:
                 say(f"skip  {nb.name}: its result is not up to date ({reason}); run it to render its findings")

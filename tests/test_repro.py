@@ -250,6 +250,16 @@ def test_write_ledger_one_row_per_claim(tmp_path):
     assert _leftovers(tmp_path) == ["README.md", "dpo", "ipo", "notes"]
 
 
+def test_write_ledger_names_a_notebooks_own_scale(tmp_path):
+    """A result may say what scale its numbers are at (notebook 13: a 2-D diffusion toy); smoke runs stay "smoke"."""
+    scale = "2-D diffusion toy: optimisation behaviour, not image quality"
+    _result(tmp_path, "diffusion", "13_diffusion", {"d1": True}, scale=scale)
+    _result(tmp_path, "dpo", "01_dpo", {"c1": True})
+    rows = [ln for ln in _claim_lines(write_ledger(tmp_path)) if ln.startswith("| [")]
+    assert rows[0].startswith("| [diffusion]") and rows[0].endswith(f"| {scale} |")
+    assert rows[1].startswith("| [dpo]") and rows[1].endswith("| toy (full) |")
+
+
 def test_write_ledger_is_regenerated_not_appended(tmp_path):
     _write(tmp_path / "dpo")
     first = write_ledger(tmp_path).read_text()
