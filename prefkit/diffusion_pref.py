@@ -75,11 +75,13 @@ def train_pairs(
     lr: float = 1e-3,
     seed: int = 0,
     reference=None,
+    on_step: Callable[[int, torch.nn.Module], None] | None = None,
     **hparams,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Fine-tune a copy of ``model`` on the pairs with ``loss`` (+ ``hparams``, e.g. ``beta``); ``reference`` defaults
-    to a frozen copy of ``model`` (ignored by losses without reference arguments). Returns (policy, one log row per
-    step: mean loss and, for reference-based losses, the step-0 value that must be ln 2 for the DPO family)."""
+    to a frozen copy of ``model`` (ignored by losses without reference arguments). ``on_step(k, policy)`` is called
+    after step k = 1..steps (e.g. to evaluate checkpoints; the policy is put back in training mode after it). Returns
+    (policy, one log row per step: the mean loss; its first value is ln 2 for the DPO family)."""
     if not (x_w.shape == x_l.shape and x_w.shape[0] == c.shape[0]):
         raise ValueError(f"x_w {tuple(x_w.shape)}, x_l {tuple(x_l.shape)} and c {tuple(c.shape)} do not match")
     needs_ref = "ref_mse_w" in inspect.signature(loss).parameters
@@ -103,6 +105,9 @@ def train_pairs(
         losses.mean().backward()
         opt.step()
         log.append({"loss": float(losses.detach().mean())})
+        if on_step is not None:
+            on_step(len(log), policy.eval())
+            policy.train()
     return policy.eval(), log
 
 
