@@ -157,7 +157,9 @@ def why_run(nb: Notebook, key: dict[str, str], package: Path | None = None) -> s
         ]
         used, _ = used_changes(package, run["prefkit_modules"], commit, code) if commit else (["no commit"], [])
         if used:
-            return f"prefkit changed since {run.get('finished', 'its last run')} ({', '.join(used[:4])})"
+            named = [u for u in used if not u.startswith("(")]  # "(no git repository ...)": nothing to name
+            detail = f" ({', '.join(named[:4])})" if named else ""
+            return f"prefkit changed since {run.get('finished', 'its last run')}{detail}"
         changed = []
     if changed:
         return f"{' and '.join(changed)} changed since {run.get('finished', 'its last run')}"
