@@ -271,3 +271,21 @@ def test_rankings_hf_profile_trains_curry_stages_on_a_local_4bit_model(tmp_path,
     assert [c["status"] for c in result["claims"]] == ["not asserted"]
     assert [s["round"] for s in result["hf_stages"]] == [1, 2, 3]
     assert result["figures"] == ["hf_training.png"]
+
+
+@pytest.mark.notebook
+def test_diffusion_hf_profile_scores_pairs_with_a_local_pipeline(tmp_path, fresh_cache):
+    """13_diffusion's `hf` profile: a local diffusers pipeline folder scores image pairs with the Diffusion-DPO
+    implicit reward; with the reference equal to the policy (the default) every margin is exactly 0: the step-0 check
+    on a real pipeline."""
+    from test_hf_diffusion import tiny_pipeline_and_pairs
+
+    pipeline_dir, pairs = tiny_pipeline_and_pairs(tmp_path)
+    result = run_notebook(ROOT / "notebooks" / "13_diffusion.ipynb", tmp_path / "out", profile="hf",
+                          model_name=str(pipeline_dir), dataset=str(pairs))  # fmt: skip
+    assert [(c["id"], c["status"]) for c in result["claims"]] == [("hf-acc", "not asserted")]
+    assert result["figures"] == ["hf_margins.png"]
+    record = result["hf_margins"]
+    assert record["same_model"] and record["pairs"] == 4
+    assert set(record["accuracy"].values()) == {0.5} and set(record["mean_margin"].values()) == {0.0}
+    assert all(abs(v - math.log(2)) < 1e-4 for v in record["mean_loss"].values())
