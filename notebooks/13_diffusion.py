@@ -880,3 +880,82 @@ path = write_result(
     extra=extra,
 )
 print(f"wrote {path}")
+
+# %% [markdown] tags=["findings"]
+# ## What we found
+#
+# The claims as this run judged them, read back from `result.json` (no number here is typed by hand), with our note on
+# each claim that did not reproduce and on the reproduced ones whose reading needs care. A note names the status it
+# was written for and is withdrawn if a re-run changes that status.
+
+# %% tags=["findings"]
+from IPython.display import Markdown
+
+from prefkit.repro import what_we_found
+
+why = {  # claim id -> (the status a note was written for, why the claim came out that way in the toy setting)
+    "M1": ("reproduced", "read with one caveat: Diffusion-DPO's best setting lay at the edge of what we searched on "
+           "every seed and level (the smallest β of its grid, and mostly the last checkpoint; the settings table of "
+           "Part A), so DPO was still improving when its budget ended. The sweep compares the methods at equal steps "
+           "and equal tuning effort, not at convergence; far from the base, DPO's reference term holds each step back, "
+           "which is the paper's mechanism. An exploratory check on a development seed (the novel level only; a smaller β and "
+           "three times the steps) narrowed DPO's gap to MaPO a good deal but did not close it."),
+    "M2": ("reproduced", "the same caveat as M1: Diffusion-DPO at its best setting within our grid and 600 steps."),
+    "M3": ("not reproduced", "MaPO at its best β chose the smallest β of its grid on almost every seed and level, "
+           "where its loss is nearly SFT on the chosen samples, and matched SFT. In this world the chosen samples are "
+           "the target distribution itself, so imitating them is already what the oracle rewards, and a margin that "
+           "pushes away from the base's samples can only overshoot (at MaPO's official β the samples land beyond the "
+           "target). In Pick-Style the rejected images carry information the chosen ones do not; ours carry none."),
+    "S2": ("reversed", "under 4x training Diffusion-DPO (β 500) kept improving slowly and barely dropped from its "
+           "peak, while SmPO rose faster and then fell back. SmPO's per-pair scale averages 1 but is several times "
+           "larger on the pairs its reward model is sure about, and those pairs keep being pushed after they are "
+           "learnt. The paper's claim is qualitative; in our world smoothing did not stop over-optimisation."),
+    "S4": ("inconclusive", "ReNoise inversion was ahead of plain SmPO on average, not on every seed. This claim was "
+           "added after a development run showed the inversion ahead (see its statement), so it carries less weight "
+           "than the others either way."),
+    "K1": ("reversed", "RankDPO trained the policy less far towards the preferred samples than DPO on each list's best "
+           "and worst item, at equal steps and samples. Our reading, not a tested mechanism: with 4 items per list "
+           "most of RankDPO's pair weights (gain differences times discount differences) are well below 1, so at one "
+           "learning rate and β its step is smaller than DPO's, and the pairs between neighbouring items carry labels "
+           "that the reward models often get wrong. The paper compares RankDPO with DPO on different data (Pick-a-Pic "
+           "pairs); its best-vs-worst baseline was never run."),
+    "K2": ("inconclusive", "labels aggregated over five reward models were ahead of one model's on two seeds and "
+           "behind on one, where the single reward model happened to be a good one; the paper's own gap is small "
+           "(0.8 DSG) too."),
+    "K3": ("reversed", "the DCG discount lowered the reward: it shrinks the pair weights further, which at one "
+           "learning rate means a smaller step (see K1). The paper's own discount effect is +0.11 DSG."),
+    "N1": ("reproduced", "Self-NPO raised the typical sample's density by sharpening samples onto the plain modes and "
+           "dropping most of the rare styled mode (N3), and its oracle reward, which values the styled mode, fell "
+           "(the figure). Mean log-density rewards mode-seeking: 'better quality' here means denser typical samples, "
+           "not better samples in every sense. Plain CFG never beat w = 1 on this metric (its guidance pushes samples "
+           "outwards past the modes)."),
+    "N2": ("reproduced", "Diffusion-NPO's negative never helped on this metric either (its best w was 1 on every seed, "
+           "where the negative is unused), so N2 compares Self-NPO with the base itself. The paper's other half, 'at "
+           "under 1% of Diffusion-NPO's cost', is not tested: in our configuration Self-NPO spent more network "
+           "evaluations than Diffusion-NPO (the compute record), and both counts are set by our choice of steps and "
+           "batch, not measured against a common target."),
+    "P1": ("reversed", "Pref-GRPO hacked its pairwise reward model more than pointwise GRPO hacked its pointwise one. "
+           "The pairwise model extrapolates as badly as the pointwise one outside the data, and a deterministic "
+           "judge's win rates are just the group's ranks: standardised ranks give every group unit-size advantages "
+           "however small its differences, so the 'illusory advantages' remain, and the policy climbs the judge's "
+           "ordering out of the data's support (its own-RM win rate rose while the oracle's fell to about 0: the "
+           "curves). The paper's judge is a vision-language model whose verdicts tie and vary, and its script adds a "
+           "CLIP advantage; neither is in our toy."),
+    "P2": ("inconclusive", "every arm ended below the base (all three hacked their reward models); Pref-GRPO ended "
+           "less low on average but not on every seed."),
+    "P3": ("inconclusive", "the mechanism ran the other way: as the policy left the data, the pointwise model's scores "
+           "grew without bound and the within-group spread grew by orders of magnitude instead of shrinking, while "
+           "standardisation held the advantages at unit size. The paper's regime (near-equal scores amplified) is not "
+           "the one our exploit produced."),
+}  # fmt: skip
+display(Markdown(what_we_found(path, why if profile == "toy" and not smoke else {})))
+
+# %% [markdown] tags=["findings"]
+# **Our reading across the parts.** In this 2-D world every mechanism we implemented did something (all five gates
+# passed), and the claims split along one line: where a paper's claim rests on *what the data lets the loss see*, the
+# toy reproduced it; where it rests on *how a weighting or a judge behaves at scale*, it did not. Dropping the
+# reference helped most where the reference knew nothing about the target (MaPO), and reward-model labels with a
+# per-pair scale beat noisy hard labels at equal steps (SmPO). Weighting every pair of a short list (RankDPO) and
+# replacing pointwise scores by a deterministic pairwise judge (Pref-GRPO) did not help, and the smoothing did not
+# stop over-optimisation. Self-NPO's negative improved the metric it was built for, at the cost of the rare mode. These
+# are statements about optimisation in a small world with an exact oracle, not about image quality.

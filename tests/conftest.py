@@ -90,3 +90,13 @@ def pytest_collection_modifyitems(config, items):
     if fill < 0 or fill > len(rest):
         return
     items[:] = shared + rest[:fill] + other + rest[fill:]
+
+
+@pytest.fixture(scope="module")
+def points_cache(tmp_path_factory):
+    """A prefkit cache of its own for one test module of the 2-D diffusion toy: the tiny bases its tests train (with
+    ``prefkit.diffusion_pref.points_base``) are trained there, once per module, and never read from an older run."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()

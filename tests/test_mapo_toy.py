@@ -21,14 +21,6 @@ from prefkit.worlds.points import PointsWorld
 TINY = DiffusionBaseConfig(T=20, hidden=64, n_layers=2, n_per_class=300, steps=300, batch_size=128, lr=3e-3)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PREFKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
 def test_levels_move_the_target_away_from_the_base():
     world = PointsWorld()
     assert level_worlds(world, "p=0.2") == (world, world)
@@ -48,7 +40,7 @@ def test_sft_on_chosen_is_the_chosen_error_alone():
     torch.testing.assert_close(mapo_loss(m_w, m_l, beta=0.0)[0], loss)  # MaPO with β = 0
 
 
-def test_pairs_are_target_style_against_the_base(cache):
+def test_pairs_are_target_style_against_the_base(points_cache):
     world = PointsWorld(n_classes=2)
     base, schedule = points_base(world, TINY)
     _, target = level_worlds(world, "novel")
@@ -60,7 +52,7 @@ def test_pairs_are_target_style_against_the_base(cache):
     assert all(torch.equal(a, b) for a, b in zip((x_w, x_l, c), again))
 
 
-def test_fit_and_select_reports_the_best_validation_checkpoint(cache):
+def test_fit_and_select_reports_the_best_validation_checkpoint(points_cache):
     world = PointsWorld(n_classes=2)
     base, schedule = points_base(world, TINY)
     x_w, x_l, c = preference_data(base, schedule, world, 100, seed=0)
@@ -78,7 +70,7 @@ def test_fit_and_select_reports_the_best_validation_checkpoint(cache):
     np.testing.assert_allclose(world.oracle_reward(x, cc).numpy(), res["units"], atol=1e-5)  # the chosen weights
 
 
-def test_the_sweep_pairs_every_arm_on_the_same_noise(cache):
+def test_the_sweep_pairs_every_arm_on_the_same_noise(points_cache):
     world = PointsWorld(n_classes=2)
     cfg = MaPOSweepConfig(levels=("p=0.2", "novel"), base=TINY, n_pairs_per_class=100, steps=20, eval_every=20,
                           dpo_betas=(2000.0,), mapo_betas=(0.1,), n_eval_per_class=16, samples_to_keep=4)  # fmt: skip
@@ -93,7 +85,7 @@ def test_the_sweep_pairs_every_arm_on_the_same_noise(cache):
     assert res["choice"][("p=0.2", "MaPO")] == ("β=0.1", 20)
 
 
-def test_an_early_checkpoint_is_reported_when_training_goes_wrong(cache):
+def test_an_early_checkpoint_is_reported_when_training_goes_wrong(points_cache):
     """A loss that unlearns the chosen samples makes things worse step by step: the earliest checkpoint is chosen,
     and what is reported is its samples, not the last step's."""
     world = PointsWorld(n_classes=2)

@@ -25,7 +25,7 @@ from prefkit.worlds.points import PairwiseRM, PointsWorld, PointwiseRM, hack_gap
 
 
 @pytest.fixture(scope="module")
-def base():
+def base(points_cache):
     world = PointsWorld()
     model, schedule = points_base(world, DiffusionBaseConfig(steps=400))
     return world, model, schedule

@@ -30,13 +30,9 @@ TINY = DiffusionBaseConfig(T=20, hidden=64, n_layers=2, n_per_class=300, steps=2
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PREFKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+def base(points_cache):
     world = PointsWorld(n_classes=2)
-    model, schedule = points_base(world, TINY)
-    yield world, model, schedule
-    mp.undo()
+    return (world, *points_base(world, TINY))
 
 
 # ---------------------------------------------------------------------------------------------------------- Syn-Pic φ
