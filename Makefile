@@ -14,7 +14,7 @@ NB ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.prefkit-installed
 
-.PHONY: setup test lint pytest reproduce lab bench clean help
+.PHONY: setup test lint pytest reproduce lab bench clean help book serve-book browser
 
 help:
 	@echo "make setup      create $(VENV) and install prefkit with notebook + dev extras (CPU torch unless a GPU is present)"
@@ -22,6 +22,8 @@ help:
 	@echo "make reproduce  run every notebook in the full toy profile: figures, result.json, claims ledger"
 	@echo "make reproduce NB=01_dpo   one notebook;  FORCE=1 even if up to date;  JOBS=2 THREADS=1 side by side"
 	@echo "make lab        JupyterLab;  make bench   prefkit vs TRL benchmark"
+	@echo "make book       the executed notebooks as a site, the claims ledger as its index (book/_site)"
+	@echo "make serve-book build it and serve it at http://127.0.0.1:8000/"
 
 setup: $(STAMP)
 
@@ -48,7 +50,7 @@ lint: setup
 # (tests/conftest.py orders them; --dist worksteal keeps both workers busy to the end); the ten slowest tests are
 # listed at the end of every run.
 PYTEST_WORKERS ?= 2
-pytest: setup
+pytest: setup browser
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=10
 
 test: lint pytest
@@ -60,6 +62,27 @@ reproduce: setup
 	$(PY) -m prefkit.reproduce $(NB) $(if $(JOBS),--jobs $(JOBS)) $(if $(THREADS),--threads $(THREADS)) \
 	  $(if $(filter-out 0,$(FORCE)),--force)
 
+# The book's browser test (tests/test_book.py) drives Debian's Chromium through its chromedriver; where they are
+# missing they are installed with apt-get (as root or with password-less sudo), otherwise the target says what to do.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
+	    echo "the book's browser test needs Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"; exit 1; fi; \
+	  command -v apt-get >/dev/null || { echo "no apt-get: install Chromium and chromedriver, then run make test again"; exit 1; }; \
+	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	fi
+
+# The book: every executed notebook in reproductions/ as a page, the ledger as its index, the README's two commands as
+# its front page and a page per loss module; built offline (prefkit/book.py).
+BOOK ?= book/_site
+book: setup
+	$(PY) -m prefkit.book --out $(BOOK)
+
+serve-book: book
+	@echo "serving $(BOOK) at http://127.0.0.1:8000/ (Ctrl-C stops)"
+	$(PY) -m http.server 8000 --bind 127.0.0.1 --directory $(BOOK)
+
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
@@ -67,4 +90,4 @@ bench: setup
 	$(PY) bench/bench_dpo.py
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache book/_site
