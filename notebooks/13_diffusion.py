@@ -913,17 +913,20 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
     "S4": ("inconclusive", "ReNoise inversion was ahead of plain SmPO on average, not on every seed. This claim was "
            "added after a development run showed the inversion ahead (see its statement), so it carries less weight "
            "than the others either way."),
-    "K1": ("reversed", "RankDPO trained the policy less far towards the preferred samples than DPO on each list's best "
-           "and worst item, at equal steps and samples. Our reading, not a tested mechanism: with 4 items per list "
-           "most of RankDPO's pair weights (gain differences times discount differences) are well below 1, so at one "
-           "learning rate and β its step is smaller than DPO's, and the pairs between neighbouring items carry labels "
-           "that the reward models often get wrong. The paper compares RankDPO with DPO on different data (Pick-a-Pic "
-           "pairs); its best-vs-worst baseline was never run."),
+    "K1": ("reversed", "RankDPO trained the policy less far towards the preferred samples than DPO on each list's "
+           "best and worst item, at equal steps and samples per step. We have no tested explanation, and two readings "
+           "we checked do not give one: the labels are good (φ orders most item pairs as the oracle does: the label "
+           "diagnostics in the record), and the step is not smaller (with four distinct labels the gain and discount "
+           "weights of a list add up to more than the weight DPO puts on one pair). What differs is what is pushed: "
+           "DPO moves the best sample up and the worst down, RankDPO also pushes on every middle pair. The paper "
+           "compares RankDPO with DPO on different data (Pick-a-Pic pairs); a best-vs-worst baseline was not run "
+           "there."),
     "K2": ("inconclusive", "labels aggregated over five reward models were ahead of one model's on two seeds and "
            "behind on one, where the single reward model happened to be a good one; the paper's own gap is small "
            "(0.8 DSG) too."),
-    "K3": ("reversed", "the DCG discount lowered the reward: it shrinks the pair weights further, which at one "
-           "learning rate means a smaller step (see K1). The paper's own discount effect is +0.11 DSG."),
+    "K3": ("reversed", "the DCG discount lowered the reward a little. It moves weight towards the pairs that involve "
+           "the items the model currently ranks first; we have no tested explanation for why that hurt here. The "
+           "paper's own discount effect is +0.11 DSG."),
     "N1": ("reproduced", "Self-NPO raised the typical sample's density by sharpening samples onto the plain modes and "
            "dropping most of the rare styled mode (N3), and its oracle reward, which values the styled mode, fell "
            "(the figure). Mean log-density rewards mode-seeking: 'better quality' here means denser typical samples, "
