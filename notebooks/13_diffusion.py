@@ -904,12 +904,12 @@ why = {  # claim id -> (the status a note was written for, why the claim came ou
     "M3": ("not reproduced", "MaPO at its best β chose the smallest β of its grid on almost every seed and level, "
            "where its loss is nearly SFT on the chosen samples, and matched SFT. In this world the chosen samples are "
            "the target distribution itself, so imitating them is already what the oracle rewards, and a margin that "
-           "pushes away from the base's samples can only overshoot (at MaPO's official β the samples land beyond the "
-           "target). In Pick-Style the rejected images carry information the chosen ones do not; ours carry none."),
+           "pushes away from the base's samples can only overshoot (on a development seed, MaPO at its official β "
+           "pushed the samples past the target). In Pick-Style the rejected images carry information the chosen ones do not; ours carry none."),
     "S2": ("reversed", "under 4x training Diffusion-DPO (β 500) kept improving slowly and barely dropped from its "
            "peak, while SmPO rose faster and then fell back. SmPO's per-pair scale averages 1 but is several times "
-           "larger on the pairs its reward model is sure about, and those pairs keep being pushed after they are "
-           "learnt. The paper's claim is qualitative; in our world smoothing did not stop over-optimisation."),
+           "larger on the pairs its reward model is sure about; our reading, not tested, is that those pairs keep "
+           "being pushed after they are learnt. The paper's claim is qualitative; in our world smoothing did not stop over-optimisation."),
     "S4": ("inconclusive", "ReNoise inversion was ahead of plain SmPO on average, not on every seed. This claim was "
            "added after a development run showed the inversion ahead (see its statement), so it carries less weight "
            "than the others either way."),
