@@ -24,9 +24,8 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
-from .repro import claim_status, load_result, method_status
+from .repro import claim_estimate, claim_status, load_result, method_status, result_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$\w])\$(?!\s)([^$\n]+?)(?<!\s)\$(?![\w$])", re.S)
@@ -201,10 +200,6 @@ def loss_module_page(path: Path) -> tuple[str, str]:
     return name, "\n".join(parts)
 
 
-def _fmt(x: Any) -> str:
-    return "–" if x is None else f"{x:.3g}"
-
-
 def ledger_html(results: list[tuple[str, dict, str]]) -> str:
     """The ledger: one summary row per notebook, then one row per claim linking to its place in its notebook."""
     rows = []
@@ -215,9 +210,7 @@ def ledger_html(results: list[tuple[str, dict, str]]) -> str:
     for page_url, r, scale in results:
         for c in r["claims"]:
             st = claim_status(c)
-            est = c.get("estimate")
-            ours = "–" if est is None else f"{_fmt(est)} [{_fmt((c.get('interval') or [None, None])[0])}, " \
-                   f"{_fmt((c.get('interval') or [None, None])[1])}]"  # fmt: skip
+            ours = claim_estimate(c)
             claims.append(
                 f'<tr id="{r["method"]}-{c["id"]}"><td><a href="{page_url}#claim-{c["id"]}">{html.escape(r["method"])}'
                 f" {html.escape(c['id'])}</a></td><td>{html.escape(c.get('kind', ''))}</td>"
@@ -248,8 +241,7 @@ def build(out: Path, reproductions: Path, readme: Path, losses: Path) -> Path:
         executed = sorted(rj.parent.glob("[0-9][0-9]_*.ipynb"))
         if not executed:
             continue
-        scale = "smoke" if r.get("smoke") else r.get("scale", "toy (full)")
-        results.append((executed[0], r, scale))
+        results.append((executed[0], r, result_scale(r)))
     results.sort(key=lambda t: t[0].name)
     nav = [("Start", "index.html", "Two commands"), ("Start", "ledger.html", "Claims ledger")]
     nav += [("Notebooks", f"{nb.stem}.html", nb.stem) for nb, _, _ in results]

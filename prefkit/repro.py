@@ -320,6 +320,18 @@ def _ours(claim: dict[str, Any]) -> str:
     return fmt_interval(claim.get("estimate"), claim.get("interval"))
 
 
+def claim_estimate(claim: dict[str, Any]) -> str:
+    """A recorded claim's result as the ledger writes it: estimate [95% interval], or per-seed mean ± std for a claim
+    still under the old per-seed rule."""
+    return _ours(claim)
+
+
+def result_scale(result: dict[str, Any]) -> str:
+    """The scale a result's numbers are at, for the ledger: "smoke" for a smoke run, else the notebook's own words
+    (13_diffusion: a 2-D toy) or "toy (full)"."""
+    return "smoke" if result.get("smoke") else result.get("scale", "toy (full)")
+
+
 def _row(cells: Sequence[Any]) -> str:
     return "| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |"
 
@@ -444,7 +456,7 @@ def write_ledger(root: str | os.PathLike = "reproductions") -> Path:
     for title, _what, keep, cols in sections:
         rows = []
         for rj, r in sorted(results, key=lambda x: x[0]):
-            scale = "smoke" if r.get("smoke") else r.get("scale", "toy (full)")  # a notebook may name its own scale
+            scale = result_scale(r)
             tree = _tree(r)
             if tree.startswith("dirty"):
                 scale += f", {tree} tree"
